@@ -1,0 +1,48 @@
+# audiorank: make venv | book | test | bench | lock        (PROFILE=smoke|laptop|reference)
+SHELL := /bin/bash
+PYTHON ?= python3.11
+VENV := .venv
+PY := $(VENV)/bin/python
+PROFILE ?= laptop
+# the virtual environment is rebuilt only when the locked dependencies or the project metadata change
+STAMP := $(VENV)/.installed
+
+.PHONY: venv book test test-fast bench lock clean
+
+venv: $(STAMP)
+
+$(STAMP): requirements.lock pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements.lock
+	$(PY) -m pip install --quiet --no-deps -e .
+	@touch $(STAMP)
+
+# executes every notebook of _toc.yml with papermill (PROFILE's parameters), then builds the book,
+# warnings as errors; the rendered book is _build/html/index.html
+book: $(STAMP)
+	$(VENV)/bin/audiorank book --profile $(PROFILE)
+
+# the whole suite, the book included (built with the smoke profile by tests/test_book.py)
+test: $(STAMP)
+	$(PY) -m pytest
+
+# the suite without the slow end-to-end runs
+test-fast: $(STAMP)
+	$(PY) -m pytest -m "not slow"
+
+bench: $(STAMP)
+	$(PY) benchmarks/bench_rank.py
+
+# resolve pyproject.toml's ranges afresh in a throw-away venv and record the exact versions
+lock:
+	rm -rf .lock-venv && $(PYTHON) -m venv .lock-venv
+	.lock-venv/bin/pip install --quiet --upgrade pip
+	.lock-venv/bin/pip install --quiet -e '.[dev,dist]'
+	{ echo "# Exact versions the project was tested with (Python 3.11, Linux x86_64)."; \
+	  echo "# Installed by 'make venv'; refreshed by 'make lock' (resolves pyproject.toml's ranges afresh)."; \
+	  .lock-venv/bin/pip freeze --exclude-editable | grep -v '^audiorank'; } > requirements.lock
+	rm -rf .lock-venv
+
+clean:
+	rm -rf _build book/executed .pytest_cache

@@ -1,0 +1,57 @@
+"""Profiles: the scale of every run, as data (configs/<name>.yaml), never as code.
+
+A profile names the parameters each notebook is executed with (and, later, the sweep grid).
+Loading validates its keys, so a typo fails loudly instead of silently running the defaults.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+#: keys a profile file may hold at its top level
+PROFILE_KEYS = frozenset({"description", "notebooks"})
+
+
+def project_root() -> Path:
+    """The repository root: the folder holding configs/ and _toc.yml (src layout, editable install)."""
+    return Path(__file__).resolve().parents[2]
+
+
+def profile_path(name: str | Path) -> Path:
+    """configs/<name>.yaml for a bare name, else the given file."""
+    candidate = Path(name)
+    if candidate.suffix in {".yaml", ".yml"} or candidate.exists():
+        return candidate
+    return project_root() / "configs" / f"{name}.yaml"
+
+
+def available_profiles() -> list[str]:
+    """Names of the profiles under configs/."""
+    return sorted(p.stem for p in (project_root() / "configs").glob("*.yaml"))
+
+
+def load_profile(name: str | Path) -> dict[str, Any]:
+    """Read and validate a profile; unknown keys raise ValueError naming them."""
+    path = profile_path(name)
+    if not path.is_file():
+        raise ValueError(
+            f"profile {str(name)!r}: no file {path}; available profiles: {', '.join(available_profiles())}"
+        )
+    with open(path) as f:
+        profile = yaml.safe_load(f) or {}
+    if not isinstance(profile, dict):
+        raise ValueError(f"profile {path}: expected a mapping at the top level, got {type(profile).__name__}")
+    unknown = set(profile) - PROFILE_KEYS
+    if unknown:
+        raise ValueError(
+            f"profile {path}: unknown keys {sorted(unknown)}; expected some of {sorted(PROFILE_KEYS)}"
+        )
+    notebooks = profile.setdefault("notebooks", {}) or {}
+    if not isinstance(notebooks, dict) or not all(isinstance(v, dict) for v in notebooks.values()):
+        raise ValueError(f"profile {path}: 'notebooks' must map notebook names to parameter mappings")
+    profile["notebooks"] = notebooks
+    profile["name"] = path.stem
+    return profile

@@ -34,9 +34,10 @@ def spread(
 
 def log_ticks(ax: plt.Axes, axis: str = "x") -> None:
     """Plain-number tick labels on a log axis (256, 1024, … rather than 10^2.4)."""
-    formatter = plt.FuncFormatter(lambda v, _: f"{v:,.0f}" if v >= 1 else f"{v:g}")
-    getattr(ax, f"{axis}axis").set_major_formatter(formatter)
-    getattr(ax, f"{axis}axis").set_minor_formatter(plt.NullFormatter())
+    target = getattr(ax, f"{axis}axis")
+    target.set_major_locator(plt.LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+    target.set_major_formatter(plt.FuncFormatter(lambda v, _: f"{v:,.0f}" if v >= 1 else f"{v:g}"))
+    target.set_minor_formatter(plt.NullFormatter())
 
 
 def relative_gap(values: np.ndarray, reference: float | np.ndarray) -> np.ndarray:

@@ -33,6 +33,7 @@ test-fast: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) benchmarks/bench_rank.py
+	$(PY) benchmarks/bench_train.py
 
 # resolve pyproject.toml's ranges afresh in a throw-away venv and record the exact versions
 lock:

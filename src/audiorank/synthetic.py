@@ -25,9 +25,9 @@ def power_law_spectrum(d: int, alpha: float, rank: int | None = None) -> np.ndar
 
 def population_rankme(sigma: np.ndarray, eps: float = 1e-7) -> float:
     """RankMe of a spectrum given directly (Garrido et al. 2023), e.g. the population spectrum."""
-    sigma = np.asarray(sigma, dtype=np.float64)
-    p = sigma / sigma.sum() + eps
-    return float(np.exp(-(p * np.log(p)).sum()))
+    from .rank import _entropy_rank
+
+    return _entropy_rank(np.asarray(sigma, dtype=np.float64), eps)
 
 
 def _random_orthonormal(rng: np.random.Generator, n: int, k: int) -> np.ndarray:

@@ -40,18 +40,29 @@ def sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
-def timed(fn: Callable[[], object], repeats: int, device: str, warmup: bool = True):
-    """Median wall time over `repeats` runs after one warm-up; returns (seconds, last result)."""
-    if warmup:
-        fn()
-    times, result = [], None
-    for _ in range(repeats):
-        sync(device)
-        start = time.perf_counter()
-        result = fn()
-        sync(device)
-        times.append(time.perf_counter() - start)
-    return statistics.median(times), result
+def timed_rounds(fns: dict[str, Callable[[], object]], repeats: dict[str, int], device: str):
+    """Interleaved timing: in each round every implementation runs once, in turn, so that drift in
+    the machine's speed (a shared VM) hits all of them alike. After one warm-up round, returns
+    {name: (times per round, last result)}; an implementation with fewer repeats sits out later
+    rounds."""
+    results = {name: ([], None) for name in fns}
+    for name, fn in fns.items():  # warm-up round
+        if repeats[name] > 1:
+            fn()
+    for r in range(max(repeats.values())):
+        for name, fn in fns.items():
+            if r < repeats[name]:
+                sync(device)
+                start = time.perf_counter()
+                out = fn()
+                sync(device)
+                results[name] = (results[name][0] + [time.perf_counter() - start], out)
+    return results
+
+
+def paired_speedup(times: list[float], ours: list[float]) -> float:
+    """Median over rounds of (baseline time / rankme time in the same round)."""
+    return statistics.median(t / o for t, o in zip(times, ours))
 
 
 def cpu_model() -> str:
@@ -85,9 +96,8 @@ def power_law(n: int, d: int, alpha: float = 1.0) -> np.ndarray:
 ROW = "{:<34} {:<34} {:>10} {:>15} {:>12}"
 
 
-def report(case: str, rows: list[tuple[str, float, float]], t_rankme: float) -> None:
-    for name, seconds, err in rows:
-        speedup = t_rankme and seconds / t_rankme
+def report(case: str, rows: list[tuple[str, float, float, float]]) -> None:
+    for name, seconds, speedup, err in rows:
         print(ROW.format(case, name, f"{seconds:.3f}", f"{speedup:.2f}x", f"{err:.1e}"))
 
 
@@ -95,46 +105,53 @@ def bench_cpu_case(case: str, Z: np.ndarray, repeats: int) -> None:
     n = Z.shape[0]
     # numpy's SVD of the large matrix is the slow baseline: measured once, without warm-up.
     once = n > 100_000
-    np_repeats, np_warmup = (1, False) if once else (repeats, True)
     ref = rankme_of_sigma(np.linalg.svd(Z.astype(np.float64), compute_uv=False))
     Zt = torch.from_numpy(Z)
-    t_ours, ours = timed(lambda: rank.rankme(Zt), repeats, "cpu")
     path = rank.singular_values(Zt, return_info=True).method[0]
-    t_torch, sig_t = timed(lambda: torch.linalg.svdvals(Zt), repeats, "cpu")
-    t_np, sig_np = timed(lambda: np.linalg.svd(Z, compute_uv=False), np_repeats, "cpu", np_warmup)
+    runs = timed_rounds(
+        {"ours": lambda: rank.rankme(Zt), "torch": lambda: torch.linalg.svdvals(Zt),
+         "numpy": lambda: np.linalg.svd(Z, compute_uv=False)},
+        {"ours": repeats, "torch": repeats, "numpy": 1 if once else repeats}, "cpu")
+    (t_ours, ours), (t_torch, sig_t), (t_np, sig_np) = runs["ours"], runs["torch"], runs["numpy"]
     rows = [
-        (f"audiorank.rankme [{path}]", t_ours, abs(ours - ref) / ref),
-        ("torch.linalg.svdvals (f32)", t_torch, abs(rankme_of_sigma(sig_t) - ref) / ref),
-        (f"numpy.linalg.svd (f32){' (1 run)' if once else ''}", t_np,
-         abs(rankme_of_sigma(sig_np) - ref) / ref),
+        (f"audiorank.rankme [{path}]", statistics.median(t_ours), 1.0, abs(ours - ref) / ref),
+        ("torch.linalg.svdvals (f32)", statistics.median(t_torch), paired_speedup(t_torch, t_ours),
+         abs(rankme_of_sigma(sig_t) - ref) / ref),
+        (f"numpy.linalg.svd (f32){' (1 run)' if once else ''}", statistics.median(t_np),
+         paired_speedup(t_np, t_ours), abs(rankme_of_sigma(sig_np) - ref) / ref),
     ]
-    report(case, rows, t_ours)
+    report(case, rows)
 
 
 def bench_gpu_case(case: str, Z: torch.Tensor, repeats: int) -> None:
     ref = rankme_of_sigma(torch.linalg.svdvals(Z.double()).cpu())
-    t_ours, ours = timed(lambda: rank.rankme(Z), repeats, "cuda")
     path = rank.singular_values(Z, return_info=True).method[0]
-    t_torch, sig = timed(lambda: torch.linalg.svdvals(Z), repeats, "cuda")
+    runs = timed_rounds({"ours": lambda: rank.rankme(Z), "torch": lambda: torch.linalg.svdvals(Z)},
+                        {"ours": repeats, "torch": repeats}, "cuda")
+    (t_ours, ours), (t_torch, sig) = runs["ours"], runs["torch"]
     rows = [
-        (f"audiorank.rankme [{path}]", t_ours, abs(ours - ref) / ref),
-        ("torch.linalg.svdvals (f32)", t_torch, abs(rankme_of_sigma(sig.cpu()) - ref) / ref),
+        (f"audiorank.rankme [{path}]", statistics.median(t_ours), 1.0, abs(ours - ref) / ref),
+        ("torch.linalg.svdvals (f32)", statistics.median(t_torch), paired_speedup(t_torch, t_ours),
+         abs(rankme_of_sigma(sig.cpu()) - ref) / ref),
     ]
-    report(case, rows, t_ours)
+    report(case, rows)
 
 
 def bench_gpu_layers(case: str, Z: torch.Tensor, repeats: int) -> None:
     """(L, N, D) in one batched call vs a Python loop of svdvals per layer."""
     ref = np.array([rankme_of_sigma(torch.linalg.svdvals(z.double()).cpu()) for z in Z])
-    t_ours, ours = timed(lambda: rank.rankme(Z), repeats, "cuda")
     paths = "/".join(sorted(set(rank.singular_values(Z, return_info=True).method)))
-    t_loop, sigs = timed(lambda: [torch.linalg.svdvals(z) for z in Z], repeats, "cuda")
+    runs = timed_rounds({"ours": lambda: rank.rankme(Z), "loop": lambda: [torch.linalg.svdvals(z) for z in Z]},
+                        {"ours": repeats, "loop": repeats}, "cuda")
+    (t_ours, ours), (t_loop, sigs) = runs["ours"], runs["loop"]
     loop = np.array([rankme_of_sigma(s.cpu()) for s in sigs])
     rows = [
-        (f"audiorank.rankme batched [{paths}]", t_ours, float(np.max(np.abs(ours - ref) / ref))),
-        ("loop of torch.linalg.svdvals (f32)", t_loop, float(np.max(np.abs(loop - ref) / ref))),
+        (f"audiorank.rankme batched [{paths}]", statistics.median(t_ours), 1.0,
+         float(np.max(np.abs(ours - ref) / ref))),
+        ("loop of torch.linalg.svdvals (f32)", statistics.median(t_loop), paired_speedup(t_loop, t_ours),
+         float(np.max(np.abs(loop - ref) / ref))),
     ]
-    report(case, rows, t_ours)
+    report(case, rows)
 
 
 def main() -> None:
@@ -147,8 +164,9 @@ def main() -> None:
     print_environment()
     d = 768
     cpu_sizes = [4_096, 16_384] if args.quick else [25_600, 262_144]
-    print(f"\nrepeats={args.repeats} (median, after one warm-up); D={d}; float32 input; "
-          "speed-up = baseline time / rankme time; rel. err = |RankMe - ref| / ref")
+    print(f"\nrepeats={args.repeats} interleaved rounds after one warm-up round (median s); D={d}; "
+          "float32 input;\nspeed-up = median over rounds of baseline time / rankme time in the same round; "
+          "rel. err = |RankMe - ref| / ref")
     print(ROW.format("case", "implementation", "median s", "rankme speedup", "rel. err"))
     for n in cpu_sizes:
         bench_cpu_case(f"cpu {n}x{d} gaussian", gaussian(n, d), args.repeats)

@@ -36,7 +36,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from scipy.linalg import blas
 from threadpoolctl import threadpool_limits
 
 __all__ = [
@@ -182,8 +181,8 @@ def _gram(
 
     Each chunk is cast to float64 and accumulated, so the extra memory is one float64 chunk.
     `shift` is (L, 1, C) (column means) or (L, R, 1) (per-row shift, used for the transposed
-    N < D case); `inv_scale` is (L,). On the CPU the accumulation is BLAS `dsyrk` (half the flops
-    of a matmul, since G is symmetric), on other devices a blocked batched matmul.
+    N < D case); `inv_scale` is (L,). On the CPU the accumulation is BLAS syrk through numpy (half the flops of a
+    matmul, since G is symmetric), on other devices a blocked batched matmul.
     """
     if device.type == "cpu" and X.device.type == "cpu" and (shift is None or shift.shape[1] == 1):
         return _gram_syrk(X, shift, inv_scale)
@@ -204,24 +203,29 @@ def _gram(
     return G.tril() + G.tril(-1).mT  # mirror the lower triangle: exactly symmetric
 
 
-# Rows of the float64 chunk on the CPU path: about 8 MiB, so the cast chunk is still in cache
-# when dsyrk reads it (measured on the 2-core CPU: 1,024-row chunks 0.18 s for 25,600×768, one
-# whole float64 copy 0.19 s plus its memory).
-_SYRK_CHUNK_BYTES = 2**23
+# Rows of the float64 chunk on the CPU path: about 16 MiB (measured on the 2-core CPU for
+# 25,600×768: 4–16 MiB chunks 0.26–0.34 s; a whole float64 copy costs as much plus N·D·8 bytes).
+_SYRK_CHUNK_BYTES = 2**24
 
 
 def _gram_syrk(X: torch.Tensor, shift: torch.Tensor | None, inv_scale: torch.Tensor) -> torch.Tensor:
-    """CPU Gram with BLAS dsyrk, one cache-sized float64 chunk at a time (see `_gram`)."""
+    """CPU Gram, one float64 chunk at a time, with numpy's BLAS (see `_gram`).
+
+    numpy computes `chunk.T @ chunk` with BLAS syrk (half the flops of a matmul) and returns it
+    exactly symmetric. numpy, not torch, does the casts and products: torch's OpenMP workers, or a
+    second OpenBLAS (scipy's), would spin on the cores this BLAS is using (measured on 2 cores:
+    0.51 s with torch's casts, 0.29 s with scipy's dsyrk after a numpy call, 0.26 s like this).
+    """
     L, R, C = X.shape
     rows = max(64, min(R, _SYRK_CHUNK_BYTES // (8 * C)))
     buffer = np.empty((rows, C))
-    # numpy does the casts: torch's OpenMP workers would spin on the cores OpenBLAS is using
-    # (measured: 0.51 s instead of 0.24 s for 25,600×768 on 2 cores); bfloat16 has no numpy type
-    source = X.numpy() if X.dtype != torch.bfloat16 else None
+    source = X.numpy() if X.dtype != torch.bfloat16 else None  # bfloat16 has no numpy type
     shift_np = shift.cpu().numpy() if shift is not None else None
+    factor = inv_scale.tolist()
     out = torch.empty(L, C, C, dtype=torch.float64)
     for layer in range(L):
-        G = np.zeros((C, C), order="F")
+        G = out[layer].numpy()
+        G[:] = 0.0
         for r in _row_slices(R, rows):
             chunk = buffer[: r.stop - r.start]
             if source is not None:
@@ -230,10 +234,9 @@ def _gram_syrk(X: torch.Tensor, shift: torch.Tensor | None, inv_scale: torch.Ten
                 torch.from_numpy(chunk).copy_(X[layer, r])
             if shift_np is not None:
                 chunk -= shift_np[layer]
-            chunk *= float(inv_scale[layer])
-            # chunk.T is a Fortran-ordered (C, r) view: dsyrk forms chunkᵀ·chunk without a copy
-            G = blas.dsyrk(1.0, chunk.T, beta=1.0, c=G, trans=0, lower=0, overwrite_c=1)
-        out[layer] = torch.from_numpy(np.triu(G) + np.triu(G, 1).T)  # mirror: exactly symmetric
+            if factor[layer] != 1.0:
+                chunk *= factor[layer]
+            G += chunk.T @ chunk  # (C, C)
     return out
 
 

@@ -21,13 +21,7 @@ except ImportError:  # pragma: no cover - rank.py is written alongside this modu
         return float(torch.exp(-(p * p.log()).sum()))
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models on a shared 2-core CPU run far faster single-threaded."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def synthetic_logmels(n: int, frames: int = 64, n_mels: int = 64, seed: int = 0) -> torch.Tensor:

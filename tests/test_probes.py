@@ -23,13 +23,7 @@ from audiorank.probes import (
 FAST = dict(max_epochs=3, batch_size=16, lr=1e-2, seed=0)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny models: one intra-op thread is faster and immune to a busy machine."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def patch_data(n: int, seed: int, T: int = 16, D: int = 32, C: int = 4, a: float = 5.0,

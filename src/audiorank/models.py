@@ -198,12 +198,12 @@ class Encoder(nn.Module):
     @property
     def n_layers(self) -> int:
         """Number of blocks; forward returns n_layers + 1 token sequences (embedding first)."""
-        raise NotImplementedError
+        return self.config.depth
 
     @property
     def layer_dims(self) -> list[int]:
-        """Token dimension D of each entry of forward's output list."""
-        raise NotImplementedError
+        """Token dimension D of each entry of forward's output list (all `width` unless overridden)."""
+        return [self.config.width] * (self.config.depth + 1)
 
     @torch.no_grad()
     def set_input_stats(self, mean: float, std: float) -> None:
@@ -267,14 +267,6 @@ class ViTEncoder(Encoder):
         self.blocks = nn.ModuleList(Block(config) for _ in range(config.depth))
         self.ln_f = nn.LayerNorm(config.width, eps=config.norm_eps, bias=config.bias)
         self._init_weights()
-
-    @property
-    def n_layers(self) -> int:
-        return self.config.depth
-
-    @property
-    def layer_dims(self) -> list[int]:
-        return [self.config.width] * (self.config.depth + 1)
 
     def n_tokens(self, frames: int) -> int:
         return self.grid_f * (frames // self.config.patch[1])
@@ -381,14 +373,6 @@ class ConformerEncoder(Encoder):
             dropout=config.dropout,
         )
         self._init_weights()
-
-    @property
-    def n_layers(self) -> int:
-        return self.config.depth
-
-    @property
-    def layer_dims(self) -> list[int]:
-        return [self.config.width] * (self.config.depth + 1)
 
     def n_tokens(self, frames: int) -> int:
         return frames // self.config.patch[1]

@@ -109,19 +109,23 @@ def split_names(metadata: dict, where: str = "task") -> list[str]:
     raise ValueError(f"{where}: unknown split_mode {mode!r}; expected 'trainvaltest' or one of {KFOLD_MODES}")
 
 
+def _read_json(file: Path, missing: str):
+    """Parsed JSON of `file`; ValueError with `missing` if absent, naming the file if malformed."""
+    if not file.is_file():
+        raise ValueError(missing)
+    try:
+        return json.loads(file.read_text())
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{file}: not valid JSON ({e})") from e
+
+
 def read_metadata(path: str | Path) -> dict:
     """task_metadata.json of a task folder, checked for the keys the reader needs."""
     path = Path(path)
-    f = path / "task_metadata.json"
-    if not f.is_file():
-        raise ValueError(f"{path}: not a HEAR task folder (no task_metadata.json)")
-    try:
-        meta = json.loads(f.read_text())
-    except json.JSONDecodeError as e:
-        raise ValueError(f"{f}: not valid JSON ({e})") from e
+    meta = _read_json(path / "task_metadata.json", f"{path}: not a HEAR task folder (no task_metadata.json)")
     missing = {"task_name", "embedding_type", "prediction_type", "split_mode"} - set(meta)
     if missing:
-        raise ValueError(f"{f}: missing keys {sorted(missing)}")
+        raise ValueError(f"{path / 'task_metadata.json'}: missing keys {sorted(missing)}")
     return meta
 
 
@@ -219,12 +223,7 @@ def read_hear_task(path: str | Path, sample_rate: int = 16000, skip_bad: bool = 
     skipped: dict[str, list[tuple[str, str]]] = {}
     for split in wanted:
         jf = path / f"{split}.json"
-        if not jf.is_file():
-            raise ValueError(f"task {name!r}: missing split file {jf}")
-        try:
-            mapping = json.loads(jf.read_text())
-        except json.JSONDecodeError as e:
-            raise ValueError(f"{jf}: not valid JSON ({e})") from e
+        mapping = _read_json(jf, f"task {name!r}: missing split file {jf}")
         if not isinstance(mapping, dict):
             raise ValueError(f"{jf}: expected a mapping of wav file name to label list")  # noqa: TRY004
         files, waves, labels, bad = [], [], [], []

@@ -14,7 +14,7 @@ venv: $(STAMP)
 $(STAMP): requirements.lock pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -r requirements.lock
+	$(PY) -m pip install --quiet --no-deps -r requirements.lock  # the lock is complete; --no-deps skips tinysoundfont's playback-only pyaudio (needs the portaudio headers)
 	$(PY) -m pip install --quiet --no-deps -e .
 	@touch $(STAMP)
 

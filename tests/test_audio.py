@@ -1,7 +1,7 @@
 """Tests of audiorank.audio: the procedural corpus, HEAR task folders, the log-mel front end.
 
 Small and fast (short clips, few of them); generation speed is reported by
-``python -m audiorank.audio.corpus``, never asserted here.
+``python -m audiorank.audio``, never asserted here.
 """
 
 from __future__ import annotations
@@ -15,23 +15,28 @@ import pytest
 import soundfile as sf
 import torch
 
+from audiorank import cli
 from audiorank.audio import (
     TASKS,
     LogMel,
-    corpus,
-    corpus_command,
+    dsp,
+    instruments,
     make_task,
     pretraining_pool,
     read_hear_task,
+    soundfont,
+    speech,
     to_kfold,
     write_hear_task,
 )
+from audiorank.audio import tasks as corpus
 from audiorank.audio.hear import SILENCE_PEAK
+from audiorank.profiles import available_profiles, load_profile
 
 DATA = Path(__file__).parent / "data"
 HANDWRITTEN = DATA / "hear_handwritten"
 HANDWRITTEN_KFOLD = DATA / "hear_handwritten_kfold"
-SR = corpus.SAMPLE_RATE
+SR = dsp.SAMPLE_RATE
 
 
 @pytest.fixture(autouse=True)
@@ -90,8 +95,8 @@ def test_pool_and_task_streams_differ():
     pool = pretraining_pool(3, seconds=0.25, seed=0)
     task = corpus.generate_clip("events", "train", 0, 0, 0.25, seed=0)
     assert pool.clip(0).tobytes() != task.tobytes()
-    rng_task = corpus.clip_rng(0, 0, corpus._task_id("events"), 0, 0)
-    rng_pool = corpus.clip_rng(0, 1, 0)
+    rng_task = dsp.clip_rng(0, 0, dsp._task_id("events"), 0, 0)
+    rng_pool = dsp.clip_rng(0, 1, 0)
     assert rng_task.random() != rng_pool.random()
 
 
@@ -124,20 +129,21 @@ def test_task_labels_balanced_and_clips_sane(name, tmp_path):
 
 
 def test_task_inventory():
-    assert len(TASKS) >= 6
-    assert len(TASKS["events"].vocabulary) >= 10
-    assert len(TASKS["instruments"].vocabulary) >= 8
-    assert len(TASKS["speakers"].vocabulary) >= 12
-    assert TASKS["scenes"].prediction_type == "multilabel"
-    assert corpus.MIDI_RANGE[1] - corpus.MIDI_RANGE[0] >= 36  # >= 3 octaves
-    spk = corpus.speakers(0)
+    classes = {name: len(spec.vocabulary) for name, spec in TASKS.items()}
+    assert classes == {"events": 10, "instruments": 8, "chroma": 12, "vowels": 10, "speakers": 16,
+                       "scenes": 12, "gm_family": 14, "gm_pitch": 12}
+    assert [n for n, s in TASKS.items() if s.prediction_type == "multilabel"] == ["scenes"]
+    assert [n for n, s in TASKS.items() if s.soundfont] == ["gm_family", "gm_pitch"]
+    assert instruments.MIDI_RANGE == (45, 84)  # A2..C6: 3.25 octaves
+    assert TASKS["gm_family"].vocabulary[0] == "piano" and "sound_effects" not in TASKS["gm_family"].vocabulary
+    spk = speech.speakers(0)
     assert len({(s.f0, s.vtl, s.jitter) for s in spk}) == len(spk)
 
 
 def test_chroma_clip_has_its_pitch():
-    # a reed note of MIDI 57 (A3, 220 Hz): the spectral peak below 1 kHz sits on a harmonic of 220 Hz
-    rng = corpus.clip_rng(0, 5, 1)
-    x = corpus.music_clip(rng, "organ", SR, midi=57, channel=False)
+    # an organ note of MIDI 57 (A3, 220 Hz): the spectral peak below 1 kHz sits on a harmonic of 220 Hz
+    rng = dsp.clip_rng(0, 5, 1)
+    x = instruments.music_clip(rng, "organ", SR, midi=57, channel=False)
     spec = np.abs(np.fft.rfft(x * np.hanning(len(x))))
     freqs = np.fft.rfftfreq(len(x), 1 / SR)
     band = (freqs > 100) & (freqs < 1000)
@@ -297,7 +303,7 @@ def test_event_tasks_not_supported_yet(tmp_path):
 
 
 def test_corpus_command_writes_all_tasks(tmp_path):
-    written = corpus_command(tmp_path / "out", seed=4, n_train=4, n_valid=2, n_test=2, seconds=0.25,
+    written = cli.corpus_command(tmp_path / "out", seed=4, n_train=4, n_valid=2, n_test=2, seconds=0.25,
                              cache_dir=tmp_path / "cache", progress=False)
     assert sorted(written) == sorted(TASKS)
     summary = json.loads((tmp_path / "out" / "corpus.json").read_text())
@@ -305,6 +311,96 @@ def test_corpus_command_writes_all_tasks(tmp_path):
     for name, folder in written.items():
         task = read_hear_task(folder)
         assert task.name == name and len(task.splits["train"]) == 4 and len(task.splits["test"]) == 2
+
+
+def test_profiles_corpus_sizes_cover_every_class_of_every_task():
+    # the profiles' sizes apply to every task, the SoundFont ones included: each class of each
+    # multiclass task must appear in every split (labels cycle through the vocabulary)
+    most = max(len(s.vocabulary) for s in TASKS.values() if s.prediction_type == "multiclass")
+    assert most == 16
+    for name in available_profiles():
+        sizes = load_profile(name)["corpus"]
+        assert set(sizes) <= set(corpus.CORPUS_DEFAULTS), name
+        assert min(sizes["n_train"], sizes["n_valid"], sizes["n_test"]) >= most, name
+        labels = corpus.task_labels("gm_family", "valid", sizes["n_valid"], seed=0)
+        assert np.bincount(labels, minlength=14).min() >= 1
+
+
+# ----------------------------------------------------------------------------------------------
+# SoundFont: sampled recordings
+# ----------------------------------------------------------------------------------------------
+
+def _f0(x: np.ndarray) -> float:
+    """Fundamental (Hz) by autocorrelation: the shortest lag whose peak is within 10 % of the best."""
+    seg = x[SR // 10 : SR * 6 // 10].astype(np.float64)
+    seg -= seg.mean()
+    ac = np.fft.irfft(np.abs(np.fft.rfft(seg, 2 * len(seg))) ** 2)[: len(seg)]
+    ac /= ac[0]
+    peaks = [k for k in range(SR // 2000, SR // 40) if ac[k - 1] < ac[k] >= ac[k + 1]]
+    best = max(ac[k] for k in peaks)
+    return SR / min(k for k in peaks if ac[k] >= 0.9 * best)
+
+
+@pytest.mark.parametrize("program", [0, 24, 40, 56, 73, 33])  # piano, guitar, violin, trumpet, flute, bass
+def test_rendered_notes_sound_at_their_midi_pitch(program):
+    for pitch in (45, 57, 69) if program != 33 else (33, 40, 45):
+        x = soundfont.render_note(program, pitch, 100, SR, SR * 3 // 4)
+        assert x.dtype == np.float32 and x.shape == (SR,)
+        assert np.sqrt(np.mean(x.astype(np.float64) ** 2)) > 0.005  # not silent
+        cents = 1200 * np.log2(_f0(x) / dsp.midi_to_hz(pitch))
+        assert abs(cents) < 50, (program, pitch, cents)  # within a quarter tone (integer-lag resolution)
+    held = soundfont.render_note(0, 60, 100, SR, SR // 4)
+    assert np.abs(held[SR // 4 - 800 : SR // 4]).max() > 3 * np.abs(held[-800:]).max()  # the release decays
+
+
+def test_soundfont_rendering_is_deterministic():
+    a = soundfont.render_note(40, 64, 90, SR // 2, SR // 4)
+    soundfont.render_note(118, 50, 127, SR // 3, SR // 6)  # other state in between
+    soundfont.render_note(0, 38, 100, SR // 3, SR // 6, drum=True)
+    assert a.tobytes() == soundfont.render_note(40, 64, 90, SR // 2, SR // 4).tobytes()
+    assert a.tobytes() != soundfont.render_note(40, 65, 90, SR // 2, SR // 4).tobytes()
+    rng = lambda: dsp.clip_rng(0, 9, 5)  # noqa: E731
+    assert soundfont.gm_music_clip(rng(), SR // 2).tobytes() == soundfont.gm_music_clip(rng(), SR // 2).tobytes()
+
+
+def test_soundfont_tasks_read_the_cache(tmp_path, monkeypatch):
+    a = corpus.cached_split("gm_pitch", "train", 12, 0.25, seed=1, cache_dir=tmp_path)
+    sha = soundfont.soundfont_id()
+    assert len(sha) == 64
+    assert [p.name for p in tmp_path.rglob("*.npz")] == [f"gm_pitch_seed1_0.25s_sf{sha[:16]}_train12.npz"]
+
+    def broken(*args, **kwargs):
+        raise AssertionError("rendered instead of reading the cache")
+
+    monkeypatch.setattr(soundfont, "render_note", broken)
+    b = corpus.cached_split("gm_pitch", "train", 12, 0.25, seed=1, cache_dir=tmp_path)
+    assert a[0].tobytes() == b[0].tobytes() and np.array_equal(a[1], b[1])
+    with pytest.raises(AssertionError, match="rendered"):
+        corpus.cached_split("gm_pitch", "train", 13, 0.25, seed=1, cache_dir=tmp_path)
+
+
+def test_bad_soundfont_path_is_a_clear_error(tmp_path, monkeypatch):
+    missing = tmp_path / "nowhere.sf2"
+    with pytest.raises(ValueError, match="nowhere.sf2.*does not exist"):
+        make_task("gm_family", 14, 14, 14, 0.1, soundfont=missing, cache_dir=tmp_path)
+    fake = tmp_path / "fake.sf2"
+    fake.write_bytes(b"RIFF\x00\x00\x00\x00WAVEfmt ")
+    monkeypatch.setenv(soundfont.SOUNDFONT_ENV, str(fake))
+    with pytest.raises(ValueError, match="fake.sf2.*not a SoundFont"):
+        pretraining_pool(4, 0.1)
+    monkeypatch.delenv(soundfont.SOUNDFONT_ENV)
+    assert soundfont.soundfont_path() == soundfont.bundled_soundfont().resolve()
+
+
+def test_pool_mixes_sources_by_pool_mix(monkeypatch):
+    assert sum(corpus.POOL_MIX.values()) == pytest.approx(1.0)
+    for fn, source in (("environment_clip", "environment"), ("music_clip", "music"),
+                       ("gm_music_clip", "soundfont_music"), ("speech_clip", "speech"), ("scene_clip", "scenes")):
+        monkeypatch.setattr(corpus, fn, lambda *a, _s=source, **k: _s)
+    draws = [corpus.random_clip(dsp.clip_rng(0, 1, i), 8) for i in range(4000)]
+    for source, share in corpus.POOL_MIX.items():
+        sd = np.sqrt(share * (1 - share) / len(draws))
+        assert abs(draws.count(source) / len(draws) - share) < 4 * sd, source
 
 
 # ----------------------------------------------------------------------------------------------

@@ -72,3 +72,19 @@ def test_rank_bad_input_is_a_clear_error(tmp_path, setup, message):
 def test_book_only_needs_no_build():
     result = run("book", "--only", "rank_estimation")
     assert result.returncode != 0 and "--no-build" in result.stderr
+
+
+def test_corpus_writes_the_soundfont_tasks_as_hear_folders(tmp_path):
+    from audiorank.audio import read_hear_task
+
+    env_cache = ["--n-train", "14", "--n-valid", "14", "--n-test", "14", "--seconds", "0.25", "--quiet"]
+    result = run("corpus", "--out", str(tmp_path / "out"), "--tasks", "gm_family", "gm_pitch", *env_cache)
+    assert result.returncode == 0, result.stderr
+    assert [line.split("\t")[0] for line in result.stdout.splitlines()] == ["gm_family", "gm_pitch"]
+    for name, classes in (("gm_family", 14), ("gm_pitch", 12)):
+        task = read_hear_task(tmp_path / "out" / name)
+        assert len(task.vocabulary) == classes and task.metadata["soundfont"]["file"] == "TimGM6mb.sf2"
+        assert np.bincount(task.splits["train"].labels, minlength=classes).min() >= 1
+    bad = run("corpus", "--out", str(tmp_path / "bad"), "--tasks", "gm_pitch", "--soundfont",
+              str(tmp_path / "missing.sf2"), *env_cache)
+    assert bad.returncode == 2 and "missing.sf2" in bad.stderr and "does not exist" in bad.stderr

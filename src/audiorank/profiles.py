@@ -12,7 +12,7 @@ from typing import Any
 import yaml
 
 #: keys a profile file may hold at its top level
-PROFILE_KEYS = frozenset({"description", "notebooks", "corpus"})
+PROFILE_KEYS = frozenset({"description", "notebooks", "corpus", "sweep"})
 
 
 def project_root() -> Path:

@@ -1,26 +1,21 @@
-"""Audio data: the embedded procedural corpus, HEAR task folders, and the log-mel front end.
+"""Audio data: the embedded corpus (one module per sound source), HEAR task folders, the front end.
 
-- :mod:`.corpus`: seeded generators (environment, music, speech-like, scenes), the six tasks
-  (:func:`make_task`), the on-the-fly pretraining pool (:func:`pretraining_pool`) and
-  :func:`corpus_command` behind ``audiorank corpus``;
+- sources: :mod:`.events` (environmental sounds), :mod:`.instruments` (procedural instruments),
+  :mod:`.speech` (source-filter speech), :mod:`.scenes` (multi-label scenes), all on the shared
+  helpers of :mod:`.dsp`;
+- :mod:`.tasks`: the tasks (:func:`make_task`), their disk cache, the on-the-fly pretraining pool
+  (:func:`pretraining_pool`) and :func:`write_corpus` behind ``audiorank corpus``;
 - :mod:`.hear`: :func:`read_hear_task` / :func:`write_hear_task` for the HEAR 2021 task format;
 - :mod:`.frontend`: :class:`LogMel`, 64-bin log-mel spectrogram normalised by pool statistics.
 """
 
-from .corpus import (
-    GENERATOR_VERSION,
-    SAMPLE_RATE,
-    TASKS,
-    PretrainingPool,
-    corpus_command,
-    default_cache_dir,
-    make_task,
-    pretraining_pool,
-)
+from .dsp import GENERATOR_VERSION, SAMPLE_RATE
 from .frontend import LogMel
 from .hear import HearTask, Split, read_hear_task, to_kfold, write_hear_task
+from .tasks import CORPUS_DEFAULTS, TASKS, PretrainingPool, default_cache_dir, make_task, pretraining_pool, write_corpus
 
 __all__ = [
+    "CORPUS_DEFAULTS",
     "GENERATOR_VERSION",
     "SAMPLE_RATE",
     "TASKS",
@@ -28,11 +23,11 @@ __all__ = [
     "LogMel",
     "PretrainingPool",
     "Split",
-    "corpus_command",
     "default_cache_dir",
     "make_task",
     "pretraining_pool",
     "read_hear_task",
     "to_kfold",
+    "write_corpus",
     "write_hear_task",
 ]

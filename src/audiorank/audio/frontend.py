@@ -1,6 +1,8 @@
 """The log-mel front end every encoder reads: 64 mel bins, 25 ms windows, 10 ms hop, log(x + 1e-6),
-normalised per mel bin by mean/std statistics fitted on the pretraining pool (as AST and BEATs
-normalise by dataset statistics), stored as buffers so they travel in the state_dict.
+normalised per mel bin by mean/std statistics fitted on the training data (as AST and BEATs
+normalise by dataset statistics): the pretraining pool for pretrained encoders, the task's train
+split for random-init ones. It is the only input normalisation (the encoders add none); its
+statistics are buffers, so they travel in the state_dict and in checkpoints (extra["frontend"]).
 """
 
 from __future__ import annotations

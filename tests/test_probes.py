@@ -9,6 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from audiorank.probes import (
+    DEFAULT_GRID,
     PROBES,
     AttentiveProbe,
     BinarizedPrototypicalProbe,
@@ -95,11 +96,15 @@ def test_every_probe_runs_both_tasks(name):
     p = make_probe(name, **kw).fit(Xm, Ym)
     assert p.task_ == "multilabel" and p.predict(Xm).shape == (40, 3)
     assert set(np.unique(p.predict(Xm))) <= {0, 1}
-    S = p.predict_scores(Xm)
-    assert S.shape == (40, 3) and np.all((S >= 0) & (S <= 1))
+    S, logits = p.predict_scores(Xm), p.decision_function(Xm).astype(np.float64)
+    np.testing.assert_allclose(S, 1 / (1 + np.exp(-logits)), rtol=1e-5, atol=1e-7)  # per-class sigmoid
+    assert np.array_equal(p.predict(Xm), (logits > 0).astype(np.int64))
     p = make_probe(name, **kw).fit(torch.as_tensor(Xc), torch.as_tensor(yc))
     assert p.task_ == "multiclass" and p.n_classes_ == 3
-    assert 0.0 <= p.score(Xc, yc) <= 1.0
+    logits = p.decision_function(Xc).astype(np.float64)
+    soft = np.exp(logits - logits.max(1, keepdims=True))
+    np.testing.assert_allclose(p.predict_scores(Xc), soft / soft.sum(1, keepdims=True), rtol=1e-5, atol=1e-7)
+    assert p.score(Xc, yc) == np.mean(logits.argmax(1) == yc)  # accuracy of the argmax, independently
 
 
 def test_two_dimensional_input_is_one_token():
@@ -160,6 +165,32 @@ def test_validation_keeps_best_epoch_and_grid():
     assert p.best_score_ == max(r["valid_score"] for r in p.search_)
     p = LinearProbe(max_epochs=50, lr=1e-2, patience=2, seed=0).fit(Xtr, ytr, Xva, yva)
     assert len(p.history_["valid_score"]) < 50  # early stopping on a saturated valid accuracy
+
+
+@pytest.mark.parametrize("name", ["linear", "prototypical"])
+def test_standardisation_uses_train_statistics_only(name):
+    """Pooled probes standardise the token mean, token probes every token: numpy's mean/std of train."""
+    Xtr, ytr = pooled_data(50, seed=11)
+    Xva, yva = pooled_data(20, seed=12)
+    fits = [make_probe(name, **FAST).fit(Xtr, ytr, v, yva) for v in (Xva, Xva * 1e3 - 7.0)]
+    flat = Xtr.astype(np.float64).mean(1) if name == "linear" else Xtr.astype(np.float64).reshape(-1, Xtr.shape[2])
+    for p in fits:
+        np.testing.assert_allclose(p.mean_.numpy(), flat.mean(0), rtol=1e-6, atol=1e-6)
+        np.testing.assert_allclose(p.scale_.numpy(), flat.std(0), rtol=1e-6)
+
+
+def test_default_grid_search_picks_the_first_best_valid_pair():
+    Xtr, ytr = pooled_data(60, seed=13)
+    Xva, yva = pooled_data(30, seed=14)
+    assert set(DEFAULT_GRID) == set(PROBES)
+    p = LinearProbe(max_epochs=3, batch_size=16, seed=0, **DEFAULT_GRID["linear"]).fit(Xtr, ytr, Xva, yva)
+    grid = [(lr, wd) for lr in DEFAULT_GRID["linear"]["lr_grid"] for wd in DEFAULT_GRID["linear"]["weight_decay_grid"]]
+    assert [(r["lr"], r["weight_decay"]) for r in p.search_] == grid
+    valid = [r["valid_score"] for r in p.search_]
+    assert (p.lr_, p.weight_decay_) == grid[int(np.argmax(valid))] and p.best_score_ == max(valid)
+    # each grid point is an ordinary fit from the same seed: refit the winner alone, same valid score
+    alone = LinearProbe(max_epochs=3, batch_size=16, seed=0, lr=p.lr_, weight_decay=p.weight_decay_)
+    assert alone.fit(Xtr, ytr, Xva, yva).best_score_ == p.best_score_
 
 
 # ---------------------------------------------------------------------------------------------

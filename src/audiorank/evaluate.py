@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import importlib
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -27,7 +28,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .audio import HearTask, LogMel, read_hear_task
-from .probes import PROBES, make_probe
+from .probes import DEFAULT_GRID, DEFAULT_PATIENCE, PROBES, make_probe
 from .rank import rankme
 
 RANKME_SAMPLES = 25_600  # the sample count of the RankMe paper
@@ -84,10 +85,13 @@ def _hear_embedder(spec: str, device: str) -> Embedder:
 
 def load_embedder(spec: str, fit_waves: np.ndarray | None = None, seed: int = 0,
                   device: str = "cpu") -> Embedder:
-    """The encoder a spec names (see the module docstring).
+    """The encoder a spec names (see the module docstring), behind its log-mel front end.
 
-    `fit_waves` (N, samples) at 16 kHz fits the log-mel statistics of a `random:` encoder (and of
-    a checkpoint that carries none): normally the task's train split.
+    The front end is the one input normalisation: a checkpoint's own (extra["frontend"], fitted on
+    its pretraining pool, so the encoder sees the features it was trained on); for a `random:`
+    encoder (and a checkpoint that carries none) it is fitted on `fit_waves` (N, samples) at
+    16 kHz, which must be the task's train split only. `seed` fixes a `random:` encoder's weights
+    without touching the global RNG.
     """
     from .models import PRESETS, build_encoder, load_checkpoint
 
@@ -97,8 +101,7 @@ def load_embedder(spec: str, fit_waves: np.ndarray | None = None, seed: int = 0,
         preset = spec[len("random:"):]
         if preset not in PRESETS:
             raise ValueError(f"encoder {spec!r}: unknown preset {preset!r}; presets: {sorted(PRESETS)}")
-        torch.manual_seed(seed)
-        encoder, frontend_state = build_encoder(preset), None
+        encoder, frontend_state = build_encoder(preset, seed=seed), None
     else:
         path = Path(spec)
         if not path.is_file():
@@ -112,6 +115,9 @@ def load_embedder(spec: str, fit_waves: np.ndarray | None = None, seed: int = 0,
         frontend.load_state_dict(frontend_state)
     elif fit_waves is not None:
         frontend.fit_stats(fit_waves)
+    else:
+        raise ValueError(f"encoder {spec!r} carries no front-end statistics: pass fit_waves (the task's train "
+                         "split) to fit them")
     return _our_embedder(spec, encoder, frontend, device)
 
 
@@ -142,8 +148,79 @@ def _split_arrays(task: HearTask, split: str) -> tuple[np.ndarray, np.ndarray]:
     return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
 
 
-def _subsample(n: int, limit: int, rng: np.random.Generator) -> np.ndarray:
-    return np.arange(n) if n <= limit else np.sort(rng.choice(n, size=limit, replace=False))
+class RankMeCappedWarning(UserWarning):
+    """RankMe was computed on fewer samples than the embedding dimension: RankMe ≤ min(N, D), so
+    the value is capped by the sample count, not measured."""
+
+
+def _frame_rows(n_clips: int, n_tokens: Sequence[int], limit: int,
+                rng: np.random.Generator) -> tuple[np.ndarray, list[np.ndarray]]:
+    """The same frames for every layer: (clip index, token index per layer), drawn once.
+
+    Frames are drawn without replacement on the grid of the layer with the fewest tokens T_min;
+    position t there maps to token ⌊(t + ½)·T_l / T_min⌋ of layer l (the same relative time), so
+    every layer gets the same clips, the same times and the same count min(limit, N·T_min)."""
+    t_min = min(n_tokens)
+    flat = np.arange(n_clips * t_min) if n_clips * t_min <= limit else np.sort(
+        rng.choice(n_clips * t_min, size=limit, replace=False))
+    clips, t = np.divmod(flat, t_min)
+    return clips, [((t + 0.5) * t_l / t_min).astype(np.int64) for t_l in n_tokens]
+
+
+def _rankme_per_layer(tokens: dict[str, list[torch.Tensor]], chosen: Sequence[int], names: Sequence[str],
+                      limit: int, seed: int) -> dict[str, Any]:
+    """Clip- and frame-level RankMe of every chosen layer on the same clips and frames (one draw).
+
+    Only the drawn rows of one layer are gathered at a time: no concatenated copy of all layers."""
+    rng = np.random.default_rng(seed)
+    roles = ("train", "valid", "test")
+    sizes = [len(tokens[r][chosen[0]]) for r in roles]
+    starts = np.cumsum([0, *sizes])  # clip index ranges of the splits in the concatenated order
+    n_clips = int(starts[-1])
+    clip_rows = np.arange(n_clips) if n_clips <= limit else np.sort(rng.choice(n_clips, size=limit, replace=False))
+    frame_clips, frame_times = _frame_rows(n_clips, [tokens["train"][i].shape[1] for i in chosen], limit, rng)
+
+    def gather(i: int, rows: np.ndarray, times: np.ndarray | None) -> torch.Tensor:  # (n, D)
+        parts = []
+        for k, role in enumerate(roles):
+            sel = (rows >= starts[k]) & (rows < starts[k + 1])
+            layer = tokens[role][i]  # (N_split, T, D): a view, never concatenated
+            local = torch.from_numpy(rows[sel] - starts[k])
+            parts.append(layer[local].mean(dim=1) if times is None else layer[local, torch.from_numpy(times[sel])])
+        return torch.cat(parts)
+
+    out: dict[str, Any] = {"rankme": {}, "rankme_frame": {}, "rankme_dim": {}, "rankme_n_samples_per_layer": {},
+                           "rankme_frame_n_samples_per_layer": {}, "rankme_capped": {}, "rankme_frame_capped": {}}
+    for i, t_i, name in zip(chosen, frame_times, names):
+        clips, frames = gather(i, clip_rows, None), gather(i, frame_clips, t_i)
+        dim = int(clips.shape[1])
+        out["rankme"][name] = rankme(clips)
+        out["rankme_frame"][name] = rankme(frames)
+        out["rankme_dim"][name] = dim
+        out["rankme_n_samples_per_layer"][name] = int(len(clips))
+        out["rankme_frame_n_samples_per_layer"][name] = int(len(frames))
+        out["rankme_capped"][name] = bool(len(clips) < dim)
+        out["rankme_frame_capped"][name] = bool(len(frames) < dim)
+    for level, key, n in (("clip", "rankme_capped", len(clip_rows)),
+                          ("frame", "rankme_frame_capped", len(frame_clips))):
+        capped = [name for name in names if out[key][name]]
+        if capped:
+            warnings.warn(f"{level}-level RankMe of layers {capped} uses {n} samples, fewer than their embedding "
+                          f"dimension ({[out['rankme_dim'][c] for c in capped]}): RankMe ≤ min(N, D), so these "
+                          f"values are capped by the sample count, not measured", RankMeCappedWarning, stacklevel=3)
+    out["rankme_n_samples"] = int(len(clip_rows))
+    out["rankme_frame_n_samples"] = int(len(frame_clips))
+    return out
+
+
+def _probe_options(name: str, options: dict[str, Any]) -> dict[str, Any]:
+    """The protocol's options for one probe: its default grid and patience, then the caller's."""
+    defaults: dict[str, Any] = {**DEFAULT_GRID[name], "patience": DEFAULT_PATIENCE}
+    # a fixed lr (weight decay) given without a grid means: no search over it
+    for fixed, grid in (("lr", "lr_grid"), ("weight_decay", "weight_decay_grid")):
+        if fixed in options and grid not in options:
+            defaults.pop(grid)
+    return {**defaults, **options}
 
 
 def evaluate(
@@ -154,17 +231,34 @@ def evaluate(
     layers: Sequence[int] | None = None,
     max_rank_samples: int = RANKME_SAMPLES,
     probe_options: dict[str, Any] | None = None,
+    n_probe_seeds: int = 3,
     seed: int = 0,
     device: str = "cpu",
     batch_size: int = 32,
     skip_bad: bool = False,
     progress: bool = False,
 ) -> dict[str, Any]:
-    """RankMe per layer and probe scores per layer for one encoder on one HEAR task (JSON-ready)."""
+    """RankMe per layer and probe scores per layer for one encoder on one HEAR task (JSON-ready).
+
+    The protocol, the same for every encoder (after hear-eval-kit): a random-init encoder fits its
+    front-end statistics on train; every probe standardises its features with train statistics; per
+    probe and layer the learning rate and weight decay are chosen on valid from the grid
+    `probes.DEFAULT_GRID[probe]` (early stopping on valid, patience `DEFAULT_PATIENCE`; both
+    overridable through `probe_options`); the best layer is the argmax of the valid scores (first on
+    ties) and its test score is `scores[probe]["best"]`; at that layer the probe is refitted with
+    `n_probe_seeds` seeds (seed, seed+1, …) at the chosen hyper-parameters and the test scores' mean
+    and std are reported (`seed_scores`). Test labels are only ever used to score. RankMe is
+    computed for every layer on the same clips and the same frames (counts recorded; a count below
+    the embedding dimension is flagged in `rankme_capped` and warned with `RankMeCappedWarning`).
+    """
     started = time.perf_counter()
     unknown = set(probes) - set(PROBES)
     if unknown:
         raise ValueError(f"unknown probes {sorted(unknown)}; available: {list(PROBES)}")
+    if not (isinstance(n_probe_seeds, (int, np.integer)) and n_probe_seeds >= 1):
+        raise ValueError(f"n_probe_seeds must be a positive integer, got {n_probe_seeds!r}")
+    if not (isinstance(max_rank_samples, (int, np.integer)) and max_rank_samples >= 1):
+        raise ValueError(f"max_rank_samples must be a positive integer, got {max_rank_samples!r}")
     # a HEAR module says its sample rate; our encoders take 16 kHz and fit their front end on train
     embedder = load_embedder(encoder, device=device) if encoder.startswith("hear:") else None
     if isinstance(task, (str, Path)):
@@ -181,39 +275,41 @@ def evaluate(
     chosen = list(range(len(embedder.layer_names))) if layers is None else [
         range(len(embedder.layer_names))[i] for i in layers]
     names = [embedder.layer_names[i] for i in chosen]
+    ranks = _rankme_per_layer(tokens, chosen, names, max_rank_samples, seed)
 
-    # RankMe over every clip of the task (all splits), seeded subsample above the cap
-    rng = np.random.default_rng(seed)
-    rank_clip, rank_frame, n_frames_used = {}, {}, 0
-    all_tokens = {i: torch.cat([tokens[r][i] for r in ("train", "valid", "test")]) for i in chosen}
-    n_clips = len(next(iter(all_tokens.values())))
-    clip_rows = _subsample(n_clips, max_rank_samples, rng)
-    for i, name in zip(chosen, names):
-        layer = all_tokens[i]  # (N, T, D)
-        rank_clip[name] = rankme(layer.mean(dim=1)[clip_rows])
-        frames = layer.reshape(-1, layer.shape[-1])  # (N·T, D)
-        frame_rows = _subsample(len(frames), max_rank_samples, rng)
-        rank_frame[name] = rankme(frames[frame_rows])
-        n_frames_used = len(frame_rows)
-
-    # probes: fit on train, select on valid, score on test
+    # probes: fit on train (train statistics), select hyper-parameters, epoch and layer on valid, score on test
     (_, y_train), (_, y_valid), (_, y_test) = arrays["train"], arrays["valid"], arrays["test"]
     multilabel = task.prediction_type == "multilabel"
-    options = {"seed": seed, "device": device, "n_classes": None if multilabel else task.n_labels,
-               **(probe_options or {})}
+    common = {"seed": seed, "device": device, "n_classes": None if multilabel else task.n_labels,
+              **(probe_options or {})}
     scores: dict[str, dict[str, float]] = {}
     valid_scores: dict[str, dict[str, float]] = {}
-    best_layer: dict[str, str] = {}
+    hyper: dict[str, dict[str, dict[str, Any]]] = {}
     jobs = [(p, i, n) for p in probes for i, n in zip(chosen, names)]
     for probe_name, i, name in tqdm(jobs, desc="probes", disable=not progress, leave=False):
-        probe = make_probe(probe_name, **options)
+        probe = make_probe(probe_name, **_probe_options(probe_name, common))
         probe.fit(tokens["train"][i], y_train, tokens["valid"][i], y_valid)
-        scores.setdefault(probe_name, {})[name] = probe.score(tokens["test"][i], y_test)
+        scores.setdefault(probe_name, {})[name] = float(probe.score(tokens["test"][i], y_test))
         valid_scores.setdefault(probe_name, {})[name] = float(probe.best_score_)
+        hyper.setdefault(probe_name, {})[name] = {"lr": float(probe.lr_), "weight_decay": float(probe.weight_decay_),
+                                                  "best_epoch": int(probe.best_epoch_)}
+    best_layer: dict[str, str] = {}
+    seed_scores: dict[str, dict[str, Any]] = {}
     for probe_name in probes:
         best = max(names, key=lambda n: valid_scores[probe_name][n])  # first on ties
         best_layer[probe_name] = best
         scores[probe_name]["best"] = scores[probe_name][best]
+        # the spread over probe seeds at the chosen layer and hyper-parameters (no new search)
+        i, chosen_hp = chosen[names.index(best)], hyper[probe_name][best]
+        tests, valids = [scores[probe_name][best]], [valid_scores[probe_name][best]]
+        for s in range(seed + 1, seed + n_probe_seeds):
+            options = {**_probe_options(probe_name, common), "seed": s, "lr": chosen_hp["lr"],
+                       "weight_decay": chosen_hp["weight_decay"], "lr_grid": None, "weight_decay_grid": None}
+            probe = make_probe(probe_name, **options).fit(tokens["train"][i], y_train, tokens["valid"][i], y_valid)
+            tests.append(float(probe.score(tokens["test"][i], y_test)))
+            valids.append(float(probe.best_score_))
+        seed_scores[probe_name] = {"layer": best, "seeds": list(range(seed, seed + n_probe_seeds)), "test": tests,
+                                   "valid": valids, "mean": float(np.mean(tests)), "std": float(np.std(tests))}
 
     return {
         "encoder": encoder,
@@ -225,13 +321,16 @@ def evaluate(
         "n_skipped": task.n_skipped,
         "n_parameters": embedder.n_parameters,
         "layers": names,
-        "rankme": rank_clip,
-        "rankme_n_samples": int(len(clip_rows)),
-        "rankme_frame": rank_frame,
-        "rankme_frame_n_samples": int(n_frames_used),
+        **ranks,
         "scores": scores,
         "valid_scores": valid_scores,
         "best_layer": best_layer,
+        "seed_scores": seed_scores,
+        "hyperparameters": hyper,
+        "protocol": {"standardise": "train", "select": "valid", "n_probe_seeds": n_probe_seeds,
+                     "probe_options": {p: {k: v for k, v in _probe_options(p, probe_options or {}).items()
+                                           if k in ("lr_grid", "weight_decay_grid", "patience", "max_epochs")}
+                                       for p in probes}},
         "seed": seed,
         "wall_time_s": round(time.perf_counter() - started, 3),
     }

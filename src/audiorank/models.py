@@ -21,13 +21,18 @@ frames) to a list with the token sequence of every layer, each (B, tokens, D_lay
 Parameter counts (`num_parameters`) are the model-size axis of the scaling plots; `PRESETS` spans
 more than two orders of magnitude for every family. Checkpoints hold only tensors and plain Python
 values and load with `torch.load(..., weights_only=True)`.
+
+Encoders do not normalise their input: the log-mel front end (`audio.LogMel`, per-mel-bin statistics
+fitted on the training data) is the one normalisation, and checkpoints carry it in extra["frontend"].
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -39,14 +44,18 @@ __all__ = [
     "PRESETS",
     "CNNEncoder",
     "ConformerEncoder",
+    "CHECKPOINT_FORMAT",
     "Encoder",
     "EncoderConfig",
     "ViTEncoder",
+    "atomic_save",
     "build_encoder",
+    "encoder_config",
     "init_weights",
     "load_checkpoint",
     "patchify",
     "save_checkpoint",
+    "seeded_rng",
 ]
 
 
@@ -66,8 +75,6 @@ class EncoderConfig:
     norm_eps: float = 1e-6  # LayerNorm epsilon
     conv_kernel: int = 31  # Conformer depthwise convolution kernel (odd)
     cnn_channels: int = 64  # CNN channels of every conv block (BYOL-A: 64)
-    normalize_input: bool = True  # standardise x with the input_mean/input_std buffers (set by
-    #                               pretraining from data statistics; identity until then)
 
     def __post_init__(self) -> None:
         self.patch = tuple(int(p) for p in self.patch)  # lists from JSON/YAML become tuples
@@ -183,7 +190,7 @@ def init_weights(model: nn.Module, depth: int, std: float = 0.02) -> None:
 
 
 class Encoder(nn.Module):
-    """What the three encoders share: input normalisation, weight init, parameter counting."""
+    """What the three encoders share: input checks, weight init, parameter counting."""
 
     # names (prefixes) of the parameters that embed the input; excluded by num_parameters(True)
     embedding_names: tuple[str, ...] = ()
@@ -191,9 +198,6 @@ class Encoder(nn.Module):
     def __init__(self, config: EncoderConfig):
         super().__init__()
         self.config = config
-        # global log-mel statistics (BYOL-A / AST style); buffers, so they travel in state_dict
-        self.register_buffer("input_mean", torch.zeros(()))
-        self.register_buffer("input_std", torch.ones(()))
 
     @property
     def n_layers(self) -> int:
@@ -205,19 +209,10 @@ class Encoder(nn.Module):
         """Token dimension D of each entry of forward's output list (all `width` unless overridden)."""
         return [self.config.width] * (self.config.depth + 1)
 
-    @torch.no_grad()
-    def set_input_stats(self, mean: float, std: float) -> None:
-        """Set the input standardisation (x - mean) / std used when config.normalize_input."""
-        if not (math.isfinite(mean) and math.isfinite(std) and std > 0):
-            raise ValueError(f"input stats must be finite with std > 0, got mean={mean}, std={std}")
-        self.input_mean.fill_(mean)
-        self.input_std.fill_(std)
-
-    def _normalize(self, x: torch.Tensor) -> torch.Tensor:
+    def _check_input(self, x: torch.Tensor) -> torch.Tensor:
+        """x itself, after checking it is (B, n_mels, T): the front end already normalised it."""
         if x.dim() != 3 or x.shape[1] != self.config.n_mels:
             raise ValueError(f"encoder input must be (B, {self.config.n_mels}, T) log-mels, got shape {tuple(x.shape)}")
-        if self.config.normalize_input:
-            x = (x - self.input_mean) / self.input_std
         return x
 
     def _init_weights(self) -> None:
@@ -233,8 +228,8 @@ class Encoder(nn.Module):
         """Number of parameters (trainable or not). With exclude_embeddings=True (the model-size axis of
         our plots, as in Kaplan et al. 2020) the parameters named in `embedding_names` are left
         out: ViT's patch projection and positional table, Conformer's frame projection. The CNN
-        has no embedding and always counts everything. Buffers (input stats, BN running
-        statistics) are never counted."""
+        has no embedding and always counts everything. Buffers (BN running statistics) are never
+        counted."""
         return sum(
             p.numel()
             for n, p in self.named_parameters()
@@ -273,7 +268,7 @@ class ViTEncoder(Encoder):
 
     def embed(self, x: torch.Tensor) -> torch.Tensor:
         """(B, n_mels, T) → (B, n_patches, D) patch tokens plus positions (no dropout)."""
-        x = self._normalize(x)
+        x = self._check_input(x)
         B, _, T = x.shape
         nt = T // self.config.patch[1]
         if nt < 1 or nt > self.max_t:
@@ -299,7 +294,7 @@ class ViTEncoder(Encoder):
 
 class CNNEncoder(Encoder):
     """BYOL-A's AudioNTT2020: `depth` blocks of conv3x3-BN-ReLU-maxpool(2x2), then a 2-layer MLP
-    per time step. layers[0] is the normalised input as frame tokens (B, T, n_mels); layers[i]
+    per time step. layers[0] is the input as frame tokens (B, T, n_mels); layers[i]
     for a conv block is (B, T / 2^i, cnn_channels * n_mels / 2^i); the last entry is the MLP
     output (B, T / 2^depth, width). n_layers = depth + 1."""
 
@@ -338,7 +333,7 @@ class CNNEncoder(Encoder):
     def forward(self, x: torch.Tensor, keep: torch.Tensor | None = None) -> list[torch.Tensor]:
         if keep is not None:
             raise ValueError("CNNEncoder does not support `keep` (masked encoding is ViT-only)")
-        x = self._normalize(x)
+        x = self._check_input(x)
         if x.shape[-1] < 2**self.config.depth:
             raise ValueError(f"cnn needs at least {2**self.config.depth} frames, got {x.shape[-1]}")
         layers = [x.transpose(1, 2)]  # (B, T, n_mels)
@@ -380,7 +375,7 @@ class ConformerEncoder(Encoder):
     def forward(self, x: torch.Tensor, keep: torch.Tensor | None = None) -> list[torch.Tensor]:
         if keep is not None:
             raise ValueError("ConformerEncoder does not support `keep` (masked encoding is ViT-only)")
-        x = self._normalize(x)
+        x = self._check_input(x)
         x = patchify(x, (self.config.n_mels, self.config.patch[1]))  # (B, T/pt, n_mels*pt)
         if x.shape[1] < 1:
             raise ValueError(f"conformer needs at least patch[1]={self.config.patch[1]} frames")
@@ -433,47 +428,105 @@ PRESETS: dict[str, EncoderConfig] = {
 }
 
 
-def build_encoder(config: EncoderConfig | str | dict) -> Encoder:
-    """An encoder from a config, a config dict (as stored in checkpoints) or a preset name."""
-    if isinstance(config, str):
-        if config not in PRESETS:
-            raise ValueError(f"unknown encoder preset {config!r}; available: {', '.join(PRESETS)}")
-        config = dataclasses.replace(PRESETS[config])  # a copy: presets stay untouched
-    elif isinstance(config, dict):
-        config = EncoderConfig(**config)
-    elif not isinstance(config, EncoderConfig):
-        raise TypeError(f"build_encoder expects an EncoderConfig, dict or preset name, got {type(config).__name__}")
-    return _ENCODERS[config.arch](config)
+def encoder_config(spec: EncoderConfig | str | dict) -> EncoderConfig:
+    """The full EncoderConfig a preset name, a config dict (as stored in checkpoints) or a config names."""
+    if isinstance(spec, str):
+        if spec not in PRESETS:
+            raise ValueError(f"unknown encoder preset {spec!r}; available: {', '.join(PRESETS)}")
+        return dataclasses.replace(PRESETS[spec])  # a copy: presets stay untouched
+    if isinstance(spec, dict):
+        return EncoderConfig(**spec)
+    if isinstance(spec, EncoderConfig):
+        return spec
+    raise TypeError(f"expected an EncoderConfig, dict or preset name, got {type(spec).__name__}")
+
+
+@contextlib.contextmanager
+def seeded_rng(seed: int, device: torch.device | str = "cpu") -> Iterator[None]:
+    """torch's global RNG (CPU, and `device`'s if CUDA) seeded inside the block and restored on exit.
+    Module constructors (nn.Linear, torchaudio's Conformer) and dropout draw from the global RNG and
+    take no generator, so seeding it locally is how a build is reproducible without side effects."""
+    device = torch.device(device)
+    cuda = [device.index if device.index is not None else torch.cuda.current_device()] if device.type == "cuda" else []
+    with torch.random.fork_rng(devices=cuda):
+        torch.default_generator.manual_seed(seed)
+        for index in cuda:
+            torch.cuda.default_generators[index].manual_seed(seed)
+        yield
+
+
+def build_encoder(config: EncoderConfig | str | dict, seed: int | None = None) -> Encoder:
+    """An encoder from a config, a config dict or a preset name; with `seed`, its initial weights
+    are a function of the seed alone and the global RNG is left as it was."""
+    config = encoder_config(config)
+    if seed is None:
+        return _ENCODERS[config.arch](config)
+    with seeded_rng(seed):
+        return _ENCODERS[config.arch](config)
 
 
 # ----------------------------------------------------------------------------- checkpoints
 
 
-def save_checkpoint(path: str | os.PathLike, encoder: Encoder, step: int, extra: dict | None = None) -> Path:
-    """Write {"config": asdict(config), "state_dict", "step", "extra"} atomically (temp + rename).
-    `extra` must hold only tensors and plain Python values so the file loads with weights_only."""
+CHECKPOINT_FORMAT = "audiorank-encoder-v2"  # v1 encoders also standardised their input (see below)
+
+
+def atomic_save(obj: object, path: str | os.PathLike) -> Path:
+    """torch.save to a temp file beside `path`, then os.replace: a killed writer leaves the old file."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    state = {k: v.detach().cpu() for k, v in encoder.state_dict().items()}
-    payload = {
-        "format": "audiorank-encoder-v1",
-        "config": dataclasses.asdict(encoder.config),
-        "state_dict": state,
-        "step": int(step),
-        "extra": dict(extra or {}),
-    }
     tmp = path.with_name(path.name + ".tmp")
-    torch.save(payload, tmp)
+    torch.save(obj, tmp)
     os.replace(tmp, path)
     return path
 
 
+def save_checkpoint(path: str | os.PathLike, encoder: Encoder, step: int, extra: dict | None = None) -> Path:
+    """Write {"config": asdict(config), "state_dict", "step", "extra"} atomically (temp + rename).
+    `extra` must hold only tensors and plain Python values so the file loads with weights_only."""
+    payload = {
+        "format": CHECKPOINT_FORMAT,
+        "config": dataclasses.asdict(encoder.config),
+        "state_dict": {k: v.detach().cpu() for k, v in encoder.state_dict().items()},
+        "step": int(step),
+        "extra": dict(extra or {}),
+    }
+    return atomic_save(payload, path)
+
+
+def _upgrade_v1(payload: dict, path: str | os.PathLike) -> dict:
+    """A v1 checkpoint's encoder standardised its input with scalar `input_mean`/`input_std`
+    buffers on top of the front end. (x - m)/s after the front end's (lm - mu)/sigma is the front
+    end with mean mu + m*sigma and std sigma*s, so the scalars are folded into extra["frontend"]
+    exactly and the obsolete keys dropped. Without a front end to fold into, non-identity scalars
+    cannot be kept: a clear error."""
+    config, state = dict(payload["config"]), dict(payload["state_dict"])
+    normalize = config.pop("normalize_input", True)
+    mean, std = state.pop("input_mean", torch.zeros(())), state.pop("input_std", torch.ones(()))
+    extra = dict(payload["extra"])
+    if normalize and (float(mean) != 0.0 or float(std) != 1.0):
+        frontend = extra.get("frontend")
+        if frontend is None:
+            raise ValueError(
+                f"{path}: a v1 checkpoint whose encoder standardised its input (input_mean={float(mean):.4g}, "
+                f"input_std={float(std):.4g}) but which carries no front end to fold that into; retrain it"
+            )
+        frontend = dict(frontend)
+        frontend["mean"] = frontend["mean"] + mean * frontend["std"]
+        frontend["std"] = frontend["std"] * std
+        extra["frontend"] = frontend
+    return {**payload, "config": config, "state_dict": state, "extra": extra}
+
+
 def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> tuple[Encoder, dict]:
     """(encoder in eval mode, meta) from `save_checkpoint`'s file, loaded with weights_only=True.
-    meta = {"step": int, "config": dict, "extra": dict}."""
+    meta = {"step": int, "config": dict, "extra": dict}. v1 files are upgraded (`_upgrade_v1`)."""
     payload = torch.load(path, map_location=map_location, weights_only=True)
-    if not isinstance(payload, dict) or payload.get("format") != "audiorank-encoder-v1":
-        raise ValueError(f"{path} is not an audiorank encoder checkpoint")
+    fmt = payload.get("format") if isinstance(payload, dict) else None
+    if fmt == "audiorank-encoder-v1":
+        payload = _upgrade_v1(payload, path)
+    elif fmt != CHECKPOINT_FORMAT:
+        raise ValueError(f"{path} is not an audiorank encoder checkpoint (format {fmt!r})")
     encoder = build_encoder(payload["config"])
     encoder.load_state_dict(payload["state_dict"])
     encoder.eval()

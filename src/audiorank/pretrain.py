@@ -14,7 +14,17 @@ but importable: one config dataclass, two objectives, one training loop.
 `pretrain(config, data)` trains with AdamW and a warmup + cosine schedule, bf16 autocast on CUDA
 (fp32 on CPU), saves checkpoints with `models.save_checkpoint`, counts the FLOPs of one real step
 (forward + backward) with torch.utils.flop_counter, and ends a run whose loss turns NaN/Inf with
-status "diverged" (returned, never raised).
+status "diverged" (returned, never raised). `data` are the front end's output: log-mels already
+normalised per mel bin (`audio.LogMel`); the encoders add no normalisation of their own.
+
+A run is a compute axis: without `checkpoint_steps` it saves at log-spaced steps (0 and about 1/16,
+1/8, 1/4, 1/2, 1 of the run). With `out_dir`, out_dir/train_state.pt (weights_only-loadable,
+written atomically every `state_every` steps and at each checkpoint) holds everything the run
+depends on: objective weights (BYOL's target network included), AdamW state, step (the schedule
+is a function of it), the seeded generator of batches/masks/augmentations, the pending batch
+permutation, the global RNG. `pretrain(..., resume=True)` continues from it to the same weights as
+an uninterrupted run on CPU; with no state file it starts from scratch. Nothing process-wide is
+left changed: TF32 flags and the global RNG are restored on exit, also on error.
 """
 
 from __future__ import annotations
@@ -27,6 +37,7 @@ import os
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from typing import Any
 from pathlib import Path
 
 import torch
@@ -39,13 +50,25 @@ from .models import (
     Encoder,
     EncoderConfig,
     ViTEncoder,
+    atomic_save,
     build_encoder,
+    encoder_config,
     init_weights,
     patchify,
     save_checkpoint,
+    seeded_rng,
 )
 
-__all__ = ["BYOL", "MAE", "PretrainConfig", "PretrainResult", "augment", "pretrain"]
+__all__ = ["BYOL", "MAE", "STATE_FILE", "PretrainConfig", "PretrainResult", "augment", "log_spaced_steps",
+           "pretrain", "pretrain_on_pool", "tf32_matmuls"]
+
+STATE_FILE = "train_state.pt"  # the resumable training state, beside the step_XXXXXXX.pt checkpoints
+STATE_FORMAT = "audiorank-train-state-v1"
+
+
+def log_spaced_steps(steps: int) -> tuple[int, ...]:
+    """0 (init) and round(steps / 2**k) for k = 4..0 (about 1/16, 1/8, 1/4, 1/2, 1), deduplicated."""
+    return tuple(sorted({0} | {round(steps / 2**k) for k in range(5)}))
 
 
 @dataclass
@@ -76,12 +99,11 @@ class PretrainConfig:
     crop_scale: tuple[float, float] = (0.6, 1.0)  # random resize crop: kept fraction per axis
     gain: float = 0.5  # max additive offset in log-mel units (a gain change for natural-log mels)
     # run
-    checkpoint_steps: tuple[int, ...] = ()  # save after these steps (0: before training); the
-    #                                         final step is always saved when out_dir is given
-    seed: int = 0  # seeds the weights (torch.manual_seed) and a generator for batches/masks/augs
+    checkpoint_steps: tuple[int, ...] | None = None  # save after these steps (0: before training);
+    #   None: log_spaced_steps(steps). The final step is always saved when out_dir is given
+    seed: int = 0  # seeds the weights (global RNG, restored after) and a generator for batches/masks/augs
     device: str = "auto"  # "auto" (cuda if available) | "cpu" | "cuda" | "cuda:1" ...
     dtype: str = "auto"  # "auto": bf16 autocast on CUDA, fp32 on CPU | "float32" | "bfloat16"
-    input_stats: tuple[float, float] | None = None  # (mean, std) of log-mels; None: from 1st batch
 
     def __post_init__(self) -> None:
         if self.objective not in ("mae", "byol"):
@@ -94,9 +116,22 @@ class PretrainConfig:
             raise ValueError(f"PretrainConfig.steps and batch_size must be >= 1, got {self.steps}, {self.batch_size}")
         self.betas = tuple(self.betas)
         self.crop_scale = tuple(self.crop_scale)
-        self.checkpoint_steps = tuple(int(s) for s in self.checkpoint_steps)
-        if self.input_stats is not None:
-            self.input_stats = tuple(float(s) for s in self.input_stats)
+        if self.checkpoint_steps is not None:
+            self.checkpoint_steps = tuple(int(s) for s in self.checkpoint_steps)
+            bad = [s for s in self.checkpoint_steps if not 0 <= s <= self.steps]
+            if bad:
+                raise ValueError(f"PretrainConfig.checkpoint_steps must lie in [0, steps={self.steps}], got {bad}")
+
+    def save_steps(self) -> tuple[int, ...]:
+        """The steps a run with out_dir saves checkpoints at, sorted (the final step included)."""
+        chosen = log_spaced_steps(self.steps) if self.checkpoint_steps is None else self.checkpoint_steps
+        return tuple(sorted(set(chosen) | {self.steps}))
+
+    def resolved(self) -> dict[str, Any]:
+        """asdict(self) with the encoder as its full EncoderConfig dict and the checkpoint steps
+        resolved: the record of what a run did (checkpoints, train_state.pt, pretrain.json)."""
+        return {**dataclasses.asdict(self), "encoder": dataclasses.asdict(encoder_config(self.encoder)),
+                "checkpoint_steps": list(self.save_steps())}
 
 
 @dataclass
@@ -111,8 +146,8 @@ class PretrainResult:
     steps_per_second: float  # training throughput after the first (counted) step
     device: str
     checkpoints: list[str] = field(default_factory=list)
-    input_stats: tuple[float, float] = (0.0, 1.0)
-    config: dict = field(default_factory=dict)  # dataclasses.asdict(PretrainConfig)
+    config: dict = field(default_factory=dict)  # PretrainConfig.resolved()
+    resumed_from: int = 0  # the step a resume=True run continued from (0: a fresh run)
     encoder: Encoder | None = field(default=None, repr=False)  # the trained encoder (eval mode)
     objective: nn.Module | None = field(default=None, repr=False)  # MAE/BYOL module: encoder + heads
 
@@ -143,7 +178,7 @@ class MAE(nn.Module):
 
     def forward(self, x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         enc = self.encoder
-        target = patchify(enc._normalize(x), enc.config.patch)  # (B, N, pf*pt)
+        target = patchify(enc._check_input(x), enc.config.patch)  # (B, N, pf*pt)
         if self.norm_targets:
             mean, var = target.mean(-1, keepdim=True), target.var(-1, keepdim=True)
             target = (target - mean) / (var + 1e-6).sqrt()  # (B, N, pf*pt)
@@ -253,41 +288,67 @@ if _cpu_sdpa is not None and _cpu_sdpa not in _flops.flop_registry:
 # ----------------------------------------------------------------------------- data
 
 
-def _batches(data: torch.Tensor | Iterable, config: PretrainConfig, generator: torch.Generator) -> Iterator[torch.Tensor]:
-    """Endless stream of (B, n_mels, T) float batches. A tensor (N, n_mels, T) is sampled in
-    seeded random order, epoch after epoch; an iterable is re-iterated in its own order and may
-    yield batches (B, n_mels, T), single clips (n_mels, T) (stacked by batch_size) or (x, label)."""
-    if isinstance(data, torch.Tensor):
-        if data.dim() != 3:
+class _BatchStream:
+    """Endless stream of (B, n_mels, T) float batches whose position is state (for resuming).
+
+    A tensor (N, n_mels, T) is sampled in seeded random order, epoch after epoch: the position is
+    the generator's state plus the pending part of the current permutation (`order`). An iterable
+    is re-iterated in its own order and may yield batches (B, n_mels, T), single clips (n_mels, T)
+    (stacked by batch_size) or (x, label); its position is the count of batches drawn, and resuming
+    re-iterates past them (so it must yield the same sequence again, as a list or Dataset does)."""
+
+    def __init__(self, data: torch.Tensor | Iterable, batch_size: int, generator: torch.Generator):
+        if isinstance(data, torch.Tensor) and data.dim() != 3:
             raise ValueError(f"data tensor must be (N, n_mels, T) log-mels, got shape {tuple(data.shape)}")
-        order = torch.empty(0, dtype=torch.long)
+        self.data, self.batch_size, self.generator = data, batch_size, generator
+        self.order = torch.empty(0, dtype=torch.long)  # pending indices of the current permutation
+        self.drawn = 0  # batches drawn so far
+        self._items: Iterator[torch.Tensor] | None = None
+
+    def __next__(self) -> torch.Tensor:
+        self.drawn += 1
+        if isinstance(self.data, torch.Tensor):
+            while len(self.order) < self.batch_size:
+                self.order = torch.cat([self.order, torch.randperm(len(self.data), generator=self.generator)])
+            idx, self.order = self.order[: self.batch_size], self.order[self.batch_size :]
+            return self.data[idx].float()
+        if self._items is None:
+            self._items = self._iterate()
+        return next(self._items)
+
+    def _iterate(self) -> Iterator[torch.Tensor]:
         while True:
-            while len(order) < config.batch_size:
-                order = torch.cat([order, torch.randperm(len(data), generator=generator)])
-            idx, order = order[: config.batch_size], order[config.batch_size :]
-            yield data[idx].float()
-    while True:
-        produced, pending = False, []
-        for item in data:
-            if isinstance(item, (tuple, list)):
-                item = item[0]
-            item = torch.as_tensor(item).float()
-            if item.dim() == 3:
-                produced = True
-                yield item
-            elif item.dim() == 2:
-                pending.append(item)
-                if len(pending) == config.batch_size:
+            produced, pending = False, []
+            for item in self.data:
+                if isinstance(item, (tuple, list)):
+                    item = item[0]
+                item = torch.as_tensor(item).float()
+                if item.dim() == 3:
                     produced = True
-                    yield torch.stack(pending)  # (B, n_mels, T)
-                    pending = []
-            else:
-                raise ValueError(f"data items must be (B, n_mels, T) or (n_mels, T) log-mels, got shape {tuple(item.shape)}")
-        if not produced:
-            raise ValueError(
-                "data yielded no batch (an exhausted iterator?): pass a tensor or a re-iterable "
-                "(list, Dataset, DataLoader) of log-mel batches"
-            )
+                    yield item
+                elif item.dim() == 2:
+                    pending.append(item)
+                    if len(pending) == self.batch_size:
+                        produced = True
+                        yield torch.stack(pending)  # (B, n_mels, T)
+                        pending = []
+                else:
+                    raise ValueError(f"data items must be (B, n_mels, T) or (n_mels, T) log-mels, got shape {tuple(item.shape)}")
+            if not produced:
+                raise ValueError(
+                    "data yielded no batch (an exhausted iterator?): pass a tensor or a re-iterable "
+                    "(list, Dataset, DataLoader) of log-mel batches"
+                )
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"order": self.order.clone(), "drawn": self.drawn}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.order = state["order"].clone()
+        if not isinstance(self.data, torch.Tensor):
+            for _ in range(state["drawn"]):  # re-iterate past what the interrupted run drew
+                next(self)
+        self.drawn = state["drawn"]
 
 
 def _crop(x: torch.Tensor, frames: int | None, generator: torch.Generator) -> torch.Tensor:
@@ -323,11 +384,43 @@ def _device(config: PretrainConfig) -> torch.device:
     return torch.device(config.device)
 
 
-def _input_stats(x: torch.Tensor) -> tuple[float, float]:
-    finite = x[torch.isfinite(x)]
-    if finite.numel() < 2:
-        raise ValueError("the first data batch has no finite values: cannot estimate log-mel statistics")
-    return float(finite.mean()), float(finite.std().clamp_min(1e-5))
+@contextlib.contextmanager
+def tf32_matmuls(enabled: bool = True) -> Iterator[None]:
+    """TF32 matmuls and cuDNN convolutions allowed inside the block (when `enabled`); both
+    process-wide flags are restored on exit, also on error."""
+    before = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    if enabled:
+        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
+    try:
+        yield
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = before
+
+
+def _load_state(path: Path, run_config: dict) -> dict | None:
+    """The saved training state of this run, or None when there is none (a fresh start)."""
+    if not path.is_file():
+        return None
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    if not isinstance(state, dict) or state.get("format") != STATE_FORMAT:
+        raise ValueError(f"{path} is not an audiorank training state ({STATE_FORMAT})")
+    # the device may change between the two parts of a run; anything else changes the run itself
+    differ = sorted(k for k in run_config.keys() | state["config"].keys()
+                    if k != "device" and run_config.get(k) != state["config"].get(k))
+    if differ:
+        raise ValueError(f"cannot resume from {path}: its config differs in {differ}; use another out_dir")
+    return state
+
+
+def _optimizer(model: nn.Module, config: PretrainConfig, device: torch.device) -> torch.optim.AdamW:
+    decay = [p for p in model.parameters() if p.requires_grad and p.dim() >= 2]
+    no_decay = [p for p in model.parameters() if p.requires_grad and p.dim() < 2]
+    return torch.optim.AdamW(
+        [{"params": decay, "weight_decay": config.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+        lr=config.lr,
+        betas=config.betas,
+        fused=device.type == "cuda",
+    )
 
 
 def pretrain(
@@ -336,70 +429,87 @@ def pretrain(
     out_dir: str | os.PathLike | None = None,
     progress: bool = True,
     checkpoint_extra: dict | None = None,
+    resume: bool = False,
+    state_every: int = 100,
 ) -> PretrainResult:
-    """Pretrain an encoder with `config.objective` on log-mels `data` ((N, n_mels, T) tensor or an
-    iterable of batches); checkpoints go to out_dir/step_XXXXXXX.pt, each carrying
-    `checkpoint_extra` (e.g. the front end's state, so that evaluation sees the same log-mels).
-    Returns a PretrainResult whose status is "diverged" if a loss became NaN/Inf (training stops
-    there)."""
+    """Pretrain an encoder with `config.objective` on normalised log-mels `data` ((N, n_mels, T)
+    tensor or an iterable of batches); checkpoints go to out_dir/step_XXXXXXX.pt, each carrying
+    `checkpoint_extra` (e.g. the front end's state, so that evaluation sees the same log-mels), and
+    the resumable state to out_dir/train_state.pt every `state_every` steps and at each checkpoint.
+    `resume=True` continues from that state (from scratch if there is none; a finished or
+    diverged run returns its result at once). Returns a PretrainResult whose status is "diverged"
+    if a loss became NaN/Inf (training stops there)."""
     t0 = time.perf_counter()
+    if state_every < 1:
+        raise ValueError(f"state_every must be >= 1, got {state_every}")
+    if resume and out_dir is None:
+        raise ValueError("resume=True needs the out_dir of the run to continue (its train_state.pt)")
     device = _device(config)
+    run_config = config.resolved()
+    state = _load_state(Path(out_dir) / STATE_FILE, run_config) if resume else None
+    with tf32_matmuls(device.type == "cuda"), seeded_rng(config.seed, device):
+        return _train(config, data, device, run_config, state, out_dir, progress, checkpoint_extra, state_every, t0)
+
+
+def _train(config: PretrainConfig, data: torch.Tensor | Iterable, device: torch.device, run_config: dict,
+           state: dict | None, out_dir: str | os.PathLike | None, progress: bool, checkpoint_extra: dict | None,
+           state_every: int, t0: float) -> PretrainResult:
+    """pretrain's body, run with the global RNG seeded (weights, dropout) and TF32 set."""
     bf16 = config.dtype == "bfloat16" or (config.dtype == "auto" and device.type == "cuda")
-    if device.type == "cuda":
-        torch.backends.cuda.matmul.allow_tf32 = True
-        torch.backends.cudnn.allow_tf32 = True
     autocast = torch.autocast(device.type, dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
-
-    torch.manual_seed(config.seed)
-    generator = torch.Generator().manual_seed(config.seed)
+    generator = torch.Generator().manual_seed(config.seed)  # batches, crops, masks, augmentations
     encoder = build_encoder(config.encoder)
-    model = (MAE if config.objective == "mae" else BYOL)(encoder, config)
-
-    batches = _batches(data, config, generator)
-    first = next(batches)
-    stats = config.input_stats or _input_stats(first)
-    encoder.set_input_stats(*stats)
-    if config.objective == "byol":
-        model.target_encoder.set_input_stats(*stats)
-    model.to(device).train()
-
-    decay = [p for p in model.parameters() if p.requires_grad and p.dim() >= 2]
-    no_decay = [p for p in model.parameters() if p.requires_grad and p.dim() < 2]
-    optimizer = torch.optim.AdamW(
-        [{"params": decay, "weight_decay": config.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
-        lr=config.lr,
-        betas=config.betas,
-        fused=device.type == "cuda",
-    )
-
-    run_config = dataclasses.asdict(config)
+    model = (MAE if config.objective == "mae" else BYOL)(encoder, config).to(device).train()
+    optimizer = _optimizer(model, config, device)
+    batches = _BatchStream(data, config.batch_size, generator)
+    losses: list[float] = []
     checkpoints: list[str] = []
-    save_at = set(config.checkpoint_steps) | {config.steps}
+    status, flops, start = "running", 0, 0
+    if state is not None:
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        generator.set_state(state["generator"])
+        batches.load_state_dict(state["batches"])
+        torch.set_rng_state(state["rng_cpu"])
+        if device.type == "cuda" and state["rng_cuda"] is not None:
+            torch.cuda.set_rng_state(state["rng_cuda"], device)
+        losses, checkpoints, flops = list(state["losses"]), list(state["checkpoints"]), int(state["flops"])
+        status, start = state["status"], int(state["step"])
 
-    def checkpoint(step: int, loss: float) -> None:
-        if out_dir is None or step not in save_at:
+    save_at = set(run_config["checkpoint_steps"])
+
+    def save(step: int, loss: float) -> None:
+        if out_dir is None:
             return
-        extra = {**(checkpoint_extra or {}), "objective": config.objective, "loss": float(loss),
-                 "pretrain_config": run_config}
-        path = save_checkpoint(Path(out_dir) / f"step_{step:07d}.pt", encoder, step, extra)
-        checkpoints.append(str(path))
+        if step in save_at and status != "diverged":  # a diverged step changed no weights
+            extra = {**(checkpoint_extra or {}), "objective": config.objective, "loss": float(loss),
+                     "pretrain_config": run_config}
+            path = str(save_checkpoint(Path(out_dir) / f"step_{step:07d}.pt", encoder, step, extra))
+            if path not in checkpoints:  # a resumed run may rewrite one it had written
+                checkpoints.append(path)
+        if step in save_at or step % state_every == 0 or status != "running":
+            atomic_save({
+                "format": STATE_FORMAT, "config": run_config, "step": step, "status": status,
+                "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+                "optimizer": optimizer.state_dict(), "generator": generator.get_state(),
+                "batches": batches.state_dict(), "rng_cpu": torch.get_rng_state(),
+                "rng_cuda": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
+                "losses": losses, "flops": flops, "checkpoints": checkpoints,
+            }, Path(out_dir) / STATE_FILE)
 
-    checkpoint(0, float("nan"))
+    if state is None:
+        save(0, float("nan"))
     quiet = not progress or bool(os.environ.get("CI"))
     try:
         from tqdm.auto import tqdm
 
-        bar = tqdm(total=config.steps, desc=f"pretrain {config.objective}", disable=quiet, leave=False)
+        bar = tqdm(total=config.steps, initial=start, desc=f"pretrain {config.objective}", disable=quiet, leave=False)
     except ImportError:  # tqdm is a dependency; keep the loop usable without it anyway
         bar = None
 
-    losses: list[float] = []
-    status, flops, t_warm = "ok", 0, None
-    x = first
-    for step in range(config.steps):
-        if step > 0:
-            x = next(batches)
-        x = _crop(x, config.crop_frames, generator).to(device, non_blocking=True)
+    t_warm, timed = None, 0
+    for step in range(start, config.steps if status == "running" else start):
+        x = _crop(next(batches), config.crop_frames, generator).to(device, non_blocking=True)
         for group in optimizer.param_groups:
             group["lr"] = _lr(step, config)
         counter = FlopCounterMode(display=False) if step == 0 else contextlib.nullcontext()
@@ -413,6 +523,7 @@ def pretrain(
         losses.append(value)
         if not math.isfinite(value):
             status = "diverged"
+            save(step, value)  # the state of the last finite step, marked diverged
             break
         if config.grad_clip > 0:
             nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
@@ -420,28 +531,30 @@ def pretrain(
         optimizer.zero_grad(set_to_none=True)
         if config.objective == "byol":
             model.update_target(_momentum(step, config))
-        checkpoint(step + 1, value)
+        if step + 1 == config.steps:
+            status = "ok"
+        save(step + 1, value)
         if bar is not None:
             bar.update(1)
             if step % 10 == 0:
                 bar.set_postfix(loss=f"{value:.4f}")
-        if step == 0:
+        if t_warm is None:  # the first step of this call (counted, and warming up) is not timed
             if device.type == "cuda":
                 torch.cuda.synchronize(device)
             t_warm = time.perf_counter()
+        else:
+            timed += 1
     if bar is not None:
         bar.close()
     if device.type == "cuda":
         torch.cuda.synchronize(device)
-    t_end = time.perf_counter()
-    timed_steps = len(losses) - 1 if status == "ok" else len(losses) - 2
-    steps_per_second = timed_steps / (t_end - t_warm) if t_warm is not None and timed_steps > 0 else float("nan")
+    steps_per_second = timed / (time.perf_counter() - t_warm) if t_warm is not None and timed > 0 else float("nan")
 
     model.eval()
     return PretrainResult(
-        status=status,
+        status="ok" if status == "running" else status,
         losses=losses,
-        steps=len(losses) if status == "ok" else len(losses) - 1,
+        steps=len(losses) if status != "diverged" else len(losses) - 1,
         flops_per_step=flops,
         params=encoder.num_parameters(exclude_embeddings=True),
         params_total=encoder.num_parameters(exclude_embeddings=False),
@@ -449,10 +562,10 @@ def pretrain(
         steps_per_second=steps_per_second,
         device=str(device),
         checkpoints=checkpoints,
-        input_stats=tuple(stats),
         config=run_config,
         encoder=encoder,
         objective=model,
+        resumed_from=start,
     )
 
 
@@ -463,12 +576,14 @@ def pretrain_on_pool(
     out_dir: str | os.PathLike | None = None,
     progress: bool = True,
     batch_size: int = 256,
+    resume: bool = False,
+    state_every: int = 100,
 ) -> PretrainResult:
     """Pretrain on `n_clips` clips of the embedded corpus's unlabeled pool (seeded by config.seed).
 
-    The log-mel front end is fitted on the pool (the normalisation the issue asks for) and travels
-    in every checkpoint (`extra["frontend"]`), so `audiorank evaluate` feeds the encoder the same
-    features it was trained on.
+    The log-mel front end is fitted on the pool (the one input normalisation) and travels in every
+    checkpoint (`extra["frontend"]`), so `audiorank evaluate` feeds the encoder the same features
+    it was trained on. `resume`/`state_every` as in `pretrain` (the pool is rebuilt identically).
     """
     from .audio import LogMel, pretraining_pool
 
@@ -480,4 +595,5 @@ def pretrain_on_pool(
         mels = torch.cat([frontend(torch.from_numpy(pool.batch(a, min(a + batch_size, n_clips))))
                           for a in range(0, n_clips, batch_size)])  # (n_clips, n_mels, frames)
     extra = {"frontend": frontend.state_dict(), "pool": {"n_clips": n_clips, "seconds": seconds}}
-    return pretrain(config, mels, out_dir=out_dir, progress=progress, checkpoint_extra=extra)
+    return pretrain(config, mels, out_dir=out_dir, progress=progress, checkpoint_extra=extra, resume=resume,
+                    state_every=state_every)

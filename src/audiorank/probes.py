@@ -27,6 +27,7 @@ keeps the best epoch's weights (earliest on ties) and, if `patience` is set, sto
 epochs without improvement. If `lr_grid` and/or `weight_decay_grid` are given (valid data is then
 required) every (lr, weight_decay) pair is trained from the same seed and the pair with the best
 valid score wins (earliest in grid order on ties); all pairs are recorded in `search_`.
+`DEFAULT_GRID` and `DEFAULT_PATIENCE` are the evaluation protocol's choices (`audiorank.evaluate`).
 """
 
 from __future__ import annotations
@@ -43,6 +44,12 @@ import torch.nn.functional as F
 
 PROBES: tuple[str, ...] = ("linear", "attentive", "prototypical", "protobin")
 TASKS: tuple[str, ...] = ("multiclass", "multilabel")
+# The evaluation protocol's grid (chosen on valid per probe and layer). Laptop events task, random vit-tiny:
+# lr moved valid accuracy by up to 0.4 (prototypical 0.41 at 1e-3, 0.81 at 3e-2), weight decay 0 vs 5e-2 by ≤ 0.03.
+DEFAULT_GRID: dict[str, dict[str, tuple[float, ...]]] = {
+    name: {"lr_grid": lrs, "weight_decay_grid": (0.0, 5e-2)} for name, lrs in (
+        ("linear", (3e-3, 3e-2)), ("attentive", (1e-3, 1e-2)), ("prototypical", (3e-3, 3e-2)), ("protobin", (3e-3, 3e-2)))}
+DEFAULT_PATIENCE = 10  # epochs without a better valid score before the protocol stops a probe
 
 
 # ----------------------------------------------------------------------------------------------
@@ -612,6 +619,6 @@ def make_probe(name: str, **kwargs: Any) -> _BaseProbe:
     return _CLASSES[name](**kwargs)
 
 
-__all__ = ["PROBES", "TASKS", "LinearProbe", "AttentiveProbe", "PrototypicalProbe",
-           "BinarizedPrototypicalProbe", "make_probe", "accuracy", "average_precision",
+__all__ = ["PROBES", "TASKS", "DEFAULT_GRID", "DEFAULT_PATIENCE", "LinearProbe", "AttentiveProbe",
+           "PrototypicalProbe", "BinarizedPrototypicalProbe", "make_probe", "accuracy", "average_precision",
            "mean_average_precision"]

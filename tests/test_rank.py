@@ -24,7 +24,14 @@ from audiorank.rank import (
     singular_values,
     stable_rank,
 )
-from audiorank.synthetic import embeddings_with_spectrum, gaussian_embeddings, power_law_spectrum
+import audiorank._rank_accuracy as acc
+from audiorank.rank import AUTO_RTOL
+from audiorank.synthetic import (
+    embeddings_with_spectrum,
+    gap_spectrum,
+    gaussian_embeddings,
+    power_law_spectrum,
+)
 
 EPS = 1e-7
 RTOL = {np.float64: 1e-6, np.float32: 1e-5}
@@ -43,7 +50,7 @@ def ref_rankme(Z, eps: float = EPS, center: bool = False, squared: bool = False)
     if squared:
         s = s**2
     p = s / s.sum() + eps
-    return float(np.exp(-np.sum(p * np.log(p))))
+    return float(np.exp(-np.sum(p * np.log(np.where(p > 0, p, 1.0)))))  # 0·log 0 = 0 (eps = 0)
 
 
 def rel(a: float, b: float) -> float:
@@ -116,18 +123,79 @@ def test_auto_falls_back_to_svd_for_steep_spectra_and_float32_low_rank():
     # float32 storage gives a "rank-10" matrix tiny non-zero singular values: not exact zeros.
     low32 = CASES["rank_deficient"]().astype(np.float32)
     assert singular_values(low32, return_info=True).method == ("svd",)
-    # In float64 those are at the 1e-16 level: zeroing them is safe and the Gram path is kept.
-    info = singular_values(CASES["rank_deficient"](), return_info=True)
-    assert info.method == ("gram",) and info.n_zeroed == (54,)
+    # In float64 they are at the 1e-16 level, but the Gram cannot tell them from values at its
+    # resolution (~1e-8·σ_1), which would move RankMe by ~1e-5: the bound says so, auto takes the SVD.
+    info = singular_values(CASES["rank_deficient"](), method="gram", return_info=True)
+    assert info.n_zeroed == (54,) and info.error_bound[0] > 1e-6
+    assert singular_values(CASES["rank_deficient"](), return_info=True).method == ("svd",)
 
 
-def test_error_bound_is_conservative():
-    # The Gram path's error estimate must exceed the error it actually makes.
-    for alpha in (0.5, 1.0, 1.5, 2.0, 2.5, 3.0):
-        Z = power_law(alpha, n=300, d=48)
-        info = singular_values(Z, method="gram", return_info=True)
-        actual = rel(rankme(Z, method="gram"), ref_rankme(Z))
-        assert actual <= info.error_bound[0]
+# A steep head (σ = k^-α for a few dozen k) then a plateau near the Gram's resolution, behind a
+# spectral gap: the family where zeroing "sub-floor" values silently cost ~1e-4 of RankMe.
+GAP_CASES = {
+    f"gap_n{n}_d{d}_h{head}_p{plateau:g}_a{alpha:g}": (n, d, head, plateau, alpha)
+    for n, d, head, plateau, alpha in [
+        (1000, 128, 30, 1e-7, 1.0),
+        (2000, 256, 50, 1e-7, 1.0),
+        (3000, 200, 20, 3e-7, 1.0),
+        (800, 96, 40, 1e-8, 1.0),
+        (1500, 160, 24, 1e-6, 1.5),
+        (600, 300, 60, 1e-7, 0.7),
+    ]
+}
+
+
+def gap_matrix(case: str) -> np.ndarray:
+    n, d, head, plateau, alpha = GAP_CASES[case]
+    return embeddings_with_spectrum(n, gap_spectrum(d, head, plateau, alpha), seed=d, dtype=np.float64)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("case", sorted(GAP_CASES))
+def test_gap_family_matches_float64_svd(case, dtype):
+    Z = gap_matrix(case).astype(dtype)
+    assert rel(rankme(Z), ref_rankme(Z)) <= RTOL[dtype]
+    gram = singular_values(Z, method="gram", return_info=True)
+    assert rel(rankme(Z, method="gram"), ref_rankme(Z)) <= gram.error_bound[0]
+
+
+ALL_CASES = {**{c: CASES[c] for c in CASES}, **{c: (lambda c=c: gap_matrix(c)) for c in GAP_CASES}}
+
+
+@pytest.mark.parametrize("center", [False, True])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("case", sorted(ALL_CASES))
+def test_error_bound_covers_the_true_error_everywhere(case, dtype, center):
+    Z = ALL_CASES[case]().astype(dtype)
+    if center:
+        Z = Z + 1.0  # an offset the centering must remove
+    for method in ("gram", "auto"):
+        info = singular_values(Z, method=method, center=center, return_info=True)
+        got = rankme(Z, method=method, center=center)
+        actual = rel(got, ref_rankme(Z, center=center))
+        if info.method[0] == "gram":
+            assert actual <= info.error_bound[0]
+        else:  # the SVD fallback, taken because the Gram could not certify AUTO_RTOL
+            assert info.error_bound[0] > AUTO_RTOL and actual <= 1e-10
+
+
+@pytest.mark.parametrize("case", ["rank_deficient", "power_law_1", sorted(GAP_CASES)[0]])
+def test_eps_zero_and_squared_bounds(case):
+    Z = ALL_CASES[case]()
+    assert rel(rankme(Z, eps=0.0), ref_rankme(Z, eps=0.0)) <= 1e-9
+    assert rel(rankme(Z, squared=True), ref_rankme(Z, squared=True)) <= 1e-9
+    # the library's own Gram eigenvalues, checked with each (eps, squared) against the reference
+    lam, trace, n_sum = acc._gram_eigenvalues(torch.from_numpy(Z)[None], None,
+                                              torch.ones(1, dtype=torch.float64), "Z", False)
+    for eps, squared in [(0.0, False), (EPS, True), (0.0, True)]:
+        clean, _, bound = acc.check_gram_layer(lam[0], trace[0], n_sum, min(Z.shape), force=True,
+                                               eps=eps, squared=squared)
+        actual = rel(rankme(Z, eps, squared=squared, method="gram"),
+                     ref_rankme(Z, eps, squared=squared))
+        assert actual <= bound
+        if case == "rank_deficient" and eps == 0.0:
+            # values that may be zero have log p = −∞ when eps = 0: the Gram path cannot bound it
+            assert bound == math.inf
 
 
 def test_singular_values_match_numpy():
@@ -449,7 +517,7 @@ def test_streaming_warns_when_gram_cannot_resolve_the_spectrum():
 @pytest.mark.parametrize("center", [False, True])
 def test_chunked_gram_and_tsqr_paths_match_reference(monkeypatch, center):
     # Small chunks force many Gram chunks and the chunked-QR (TSQR) route of the SVD fallback.
-    import audiorank.rank as rank_module
+    import audiorank._rank_accuracy as rank_module
 
     monkeypatch.setattr(rank_module, "CHUNK_ELEMENTS", 37 * 32)  # 37 rows of 32 columns
     Z = power_law(2.5, n=2000, d=32) + (4.0 if center else 0.0)
@@ -460,3 +528,119 @@ def test_chunked_gram_and_tsqr_paths_match_reference(monkeypatch, center):
     assert rel(rankme(Zg, method="gram", center=center), ref_rankme(Zg, center=center)) <= 1e-12
     Zw = gaussian(n=20, d=300)  # N < D: chunks run over the columns of Z
     assert rel(rankme(Zw, center=center), ref_rankme(Zw, center=center)) <= 1e-9
+
+
+@pytest.mark.parametrize("center", [False, True])
+def test_blocked_gram_path_on_cpu_with_several_blocks(monkeypatch, center):
+    # The CUDA Gram (blocked lower trapezoid + mirror) runs here on the CPU with ≥ 2 column blocks
+    # and several row chunks, through the same code.
+    monkeypatch.setattr(acc, "CPU_SYRK", False)
+    monkeypatch.setattr(acc, "GRAM_BLOCK_COLUMNS", 8)
+    monkeypatch.setattr(acc, "CHUNK_ELEMENTS", 53 * 40)
+    assert len(acc.gram_block_edges(40)) - 1 == 4 and len(acc.gram_block_edges(13)) - 1 == 1
+    Z = power_law(1.0, n=700, d=40) + (2.0 if center else 0.0)
+    X = torch.from_numpy(Z)[None]
+    np.testing.assert_allclose(
+        acc.gram(X, None, torch.ones(1, dtype=torch.float64), torch.device("cpu"))[0].numpy(),
+        Z.T @ Z, rtol=1e-12, atol=1e-12 * np.abs(Z.T @ Z).max(),
+    )
+    for dtype in (np.float64, np.float32):
+        Zd = Z.astype(dtype)
+        assert rel(rankme(Zd, method="gram", center=center), ref_rankme(Zd, center=center)) <= 1e-10
+        Zg = gap_matrix(sorted(GAP_CASES)[0]).astype(dtype)
+        assert rel(rankme(Zg), ref_rankme(Zg)) <= RTOL[dtype]
+
+
+# ------------------------------------------------------------------------------------------------
+# Streaming estimator as a metric state
+# ------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("center", [False, True])
+@pytest.mark.parametrize("k", [2, 5])
+def test_merge_of_k_shards_equals_rankme_of_concatenation(center, k):
+    Z = gaussian_embeddings(5000, power_law_spectrum(40, 0.8), seed=10 + k, dtype=np.float64) + 2.0
+    bounds = np.sort(np.random.default_rng(k).choice(np.arange(1, 5000), k - 1, replace=False))
+    shards = np.split(Z, bounds)
+    merged = RankMe(center=center)
+    for shard in shards:
+        merged.merge(RankMe(center=center).update(shard))
+    assert merged.n_samples == 5000
+    assert rel(merged.compute(), rankme(Z, center=center, method="svd")) <= 1e-9
+    # all-reduce by sum: the elementwise sum of the shards' states is the merged state
+    states = [RankMe(center=center).update(shard).state_dict() for shard in shards]
+    summed = {key: sum(s[key] for s in states) for key in ("gram", "col_sum", "n")}
+    summed["batched"] = states[0]["batched"]
+    assert rel(RankMe(center=center).load_state_dict(summed).compute(), merged.compute()) <= 1e-12
+
+
+def test_state_dict_round_trip_into_a_fresh_object(tmp_path):
+    Z = np.stack([gaussian(n=400, d=12, seed=s) + s for s in range(3)])  # (3, 400, 12)
+    est = RankMe(center=True).update(Z[:, :150]).update(torch.from_numpy(Z[:, 150:]))
+    path = tmp_path / "state.pt"
+    torch.save(est.state_dict(), path)
+    fresh = RankMe(center=True).load_state_dict(torch.load(path, weights_only=True))
+    np.testing.assert_array_equal(fresh.compute(), est.compute())
+    assert fresh.n_samples == 400 and fresh.gram.shape == (3, 12, 12)
+    # the state is independent of the options: the same numbers serve uncentered RankMe
+    plain = RankMe().load_state_dict(est.state_dict())
+    np.testing.assert_allclose(plain.compute(), rankme(Z), rtol=1e-9)
+    state = est.state_dict()
+    state["gram"] += 1.0  # a copy: the estimator is untouched
+    np.testing.assert_array_equal(est.compute(), fresh.compute())
+    assert RankMe().load_state_dict({}).n_samples == 0 and RankMe().state_dict() == {}
+    with pytest.raises(ValueError, match="expected"):
+        RankMe().load_state_dict({"gram": torch.zeros(1, 3, 3)})
+    with pytest.raises(ValueError, match="expected"):
+        RankMe().load_state_dict({**state, "col_sum": torch.zeros(3, 5)})
+
+
+def test_streaming_centering_matches_numpy_reference_and_compute_only_reads():
+    # column offsets of the size of the spread: ZᵀZ − n·μμᵀ cancels about one digit
+    Z = power_law(1.0, n=3000, d=48) * 18.0 + np.linspace(-3.0, 3.0, 48)
+    est = RankMe(center=True)
+    for rows in np.array_split(np.arange(3000), 7):
+        est.update(Z[rows].astype(np.float32))
+    Z32 = Z.astype(np.float32).astype(np.float64)
+    centered = Z32 - Z32.mean(axis=0)
+    np.testing.assert_allclose(
+        est.state_dict()["gram"][0].numpy() - np.outer(Z32.sum(0), Z32.sum(0)) / 3000,
+        centered.T @ centered, atol=1e-9 * np.abs(Z32.T @ Z32).max(),
+    )
+    before = est.state_dict()
+    value = est.compute()
+    assert rel(value, ref_rankme(Z32, center=True)) <= 1e-9
+    squared = RankMe(squared=True, center=True).merge(RankMe(squared=True, center=True).update(Z32))
+    assert rel(squared.compute(), ref_rankme(Z32, center=True, squared=True)) <= 1e-9
+    after = est.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)  # compute did not touch the state
+    with pytest.raises(ValueError, match="after centering"):
+        RankMe(center=True).update(np.full((6, 4), 3.0)).compute()
+    # offsets far above the spread: the cancellation is real, and compute says so
+    far = Z32 * 0.02 + np.linspace(-7.0, 7.0, 48)
+    with pytest.warns(RuntimeWarning, match="estimated relative error"):
+        value = RankMe(center=True).update(far).compute()
+    assert rel(value, ref_rankme(far, center=True)) <= 1e-6
+
+
+def test_to_device_moves_the_state():
+    est = RankMe().update(gaussian(n=50, d=6))
+    assert est.to("cpu") is est and est.gram.device.type == "cpu"
+    if torch.cuda.is_available():
+        est.to("cuda").update(gaussian(n=50, d=6, seed=1))
+        assert est.gram.device.type == "cuda"
+        assert rel(est.compute(), rankme(np.vstack([gaussian(50, 6), gaussian(50, 6, seed=1)]))) <= 1e-9
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32, torch.bfloat16])
+def test_threaded_syrk_partials_match_numpy(monkeypatch, dtype):
+    # The CPU Gram splits rows between one-thread-BLAS workers, as many as the BLAS has threads.
+    monkeypatch.setattr(acc, "SYRK_CHUNK_BYTES", 64 * 8 * 24)  # 64-row chunks: several per worker
+    Z = torch.from_numpy(np.stack([gaussian(n=500, d=24, seed=s) + s for s in range(2)])).to(dtype)
+    Z64 = Z.double().numpy()
+    shift = torch.from_numpy(Z64.mean(axis=1, keepdims=True))  # (2, 1, 24)
+    with acc._blas().limit(limits=3):
+        G = acc.gram(Z, shift, torch.tensor([1.0, 0.5], dtype=torch.float64), torch.device("cpu"))
+    for layer, factor in enumerate((1.0, 0.5)):
+        centered = (Z64[layer] - Z64[layer].mean(axis=0)) * factor
+        np.testing.assert_allclose(G[layer].numpy(), centered.T @ centered, rtol=1e-12, atol=1e-10)

@@ -6,6 +6,7 @@ import pytest
 from audiorank import rankme
 from audiorank.synthetic import (
     embeddings_with_spectrum,
+    gap_spectrum,
     gaussian_embeddings,
     population_rankme,
     power_law_spectrum,
@@ -33,7 +34,18 @@ def test_population_rankme_of_flat_and_single_spectra():
     assert population_rankme(power_law_spectrum(10, 1.0, rank=1)) == pytest.approx(1, rel=1e-4)  # ε terms: 1 + 1.4e-5
 
 
+def test_gap_spectrum_has_head_then_plateau():
+    sigma = gap_spectrum(10, 4, 1e-7, alpha=2.0)
+    np.testing.assert_array_equal(sigma[:4], [1.0, 1 / 4, 1 / 9, 1 / 16])
+    np.testing.assert_array_equal(sigma[4:], np.full(6, 1e-7))
+    Z = embeddings_with_spectrum(50, gap_spectrum(20, 5, 1e-3), seed=3, dtype=np.float64)
+    np.testing.assert_allclose(np.linalg.svd(Z, compute_uv=False), gap_spectrum(20, 5, 1e-3), atol=1e-13)
+
+
 @pytest.mark.parametrize("call, message", [
+    (lambda: gap_spectrum(5, 0, 1e-7), "head must lie"),
+    (lambda: gap_spectrum(5, 6, 1e-7), "head must lie"),
+    (lambda: gap_spectrum(5, 2, -1.0), "plateau must be"),
     (lambda: power_law_spectrum(0, 1.0), "d must be"),
     (lambda: power_law_spectrum(5, -1.0), "alpha must be"),
     (lambda: power_law_spectrum(5, 1.0, rank=6), "rank must lie"),

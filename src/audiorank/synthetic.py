@@ -23,6 +23,21 @@ def power_law_spectrum(d: int, alpha: float, rank: int | None = None) -> np.ndar
     return sigma
 
 
+def gap_spectrum(d: int, head: int, plateau: float, alpha: float = 1.0) -> np.ndarray:
+    """A steep head σ_k = k^(−alpha), k ≤ head, then a plateau of d − head values `plateau`·σ_1.
+
+    With plateau ≈ 1e-7 the tail sits at the float64 Gram's resolution behind a spectral gap: the
+    case where a Gram-based RankMe is tempted to zero genuine singular values.
+    """
+    if not 1 <= head <= d:
+        raise ValueError(f"head must lie in [1, d={d}], got {head}")
+    if not (np.isfinite(plateau) and plateau >= 0):
+        raise ValueError(f"plateau must be a finite non-negative number, got {plateau}")
+    sigma = power_law_spectrum(d, alpha)
+    sigma[head:] = float(plateau)
+    return sigma
+
+
 def population_rankme(sigma: np.ndarray, eps: float = 1e-7) -> float:
     """RankMe of a spectrum given directly (Garrido et al. 2023), e.g. the population spectrum."""
     from .rank import _entropy_rank

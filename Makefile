@@ -7,7 +7,7 @@ PROFILE ?= laptop
 # the virtual environment is rebuilt only when the locked dependencies or the project metadata change
 STAMP := $(VENV)/.installed
 
-.PHONY: venv book test test-fast bench lock clean
+.PHONY: venv book test test-fast test-study bench lock clean
 
 venv: $(STAMP)
 
@@ -29,7 +29,11 @@ test: $(STAMP)
 
 # the suite without the slow end-to-end runs
 test-fast: $(STAMP)
-	$(PY) -m pytest -m "not slow"
+	$(PY) -m pytest -m "not slow and not study"
+
+# the coverage studies of the fits' intervals (100 seeded trials each; about 15 CPU-minutes in all)
+test-study: $(STAMP)
+	$(PY) -m pytest -m study -s
 
 bench: $(STAMP)
 	$(PY) benchmarks/bench_rank.py

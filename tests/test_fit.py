@@ -156,7 +156,7 @@ COVERAGE = {  # true law, x design; 30 points, 2% log-normal noise
 }
 
 
-@pytest.mark.slow
+@pytest.mark.study
 @pytest.mark.parametrize("form", FORMS)
 def test_bootstrap_coverage(form):
     """The 95% percentile interval of every parameter covers the truth in >= 90 of 100 trials.
@@ -176,7 +176,7 @@ def test_bootstrap_coverage(form):
     assert min(hits.values()) >= 90, hits
 
 
-@pytest.mark.slow
+@pytest.mark.study
 def test_scaling_law_bootstrap_coverage():
     """fit_scaling_law's 95% intervals cover the true E, alpha, beta in >= 90 of 100 trials.
 
@@ -382,7 +382,7 @@ def test_extrapolate_holds_out_whole_levels():
         f.extrapolate(n_levels=6)
 
 
-@pytest.mark.slow
+@pytest.mark.study
 def test_extrapolation_interval_coverage():
     """On a well-specified law the 95% prediction intervals cover >= 90% of held-out runs."""
     inside, n, t0 = 0, 0, time.perf_counter()

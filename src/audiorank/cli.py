@@ -206,13 +206,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     pre = commands.add_parser("pretrain", help="pretrain an encoder on the embedded pretraining pool")
     pre.add_argument("--out", required=True, help="folder for step_*.pt checkpoints and pretrain.json")
-    pre.add_argument("--preset", default="vit-tiny", help="an encoder preset of audiorank.models")
-    pre.add_argument("--objective", choices=("mae", "byol"), default="mae")
-    pre.add_argument("--steps", type=int, default=2000, help="optimizer steps (vit-tiny MAE needed ~2000 to beat its random init on the laptop corpus)")
-    pre.add_argument("--batch-size", type=int, default=32)
-    pre.add_argument("--lr", type=float, default=1e-3)
-    pre.add_argument("--warmup-steps", type=int, default=100)
-    pre.add_argument("--mask-ratio", type=float, default=0.75)
+    from .pretrain import PretrainConfig
+
+    default = PretrainConfig()  # the CLI's defaults are the library's (the recipe study's choice)
+    pre.add_argument("--preset", default=default.encoder, help="an encoder preset of audiorank.models")
+    pre.add_argument("--objective", choices=("mae", "d2v", "byol"), default=default.objective)
+    pre.add_argument("--steps", type=int, default=default.steps, help="optimizer steps (see results/recipe_study/)")
+    pre.add_argument("--batch-size", type=int, default=default.batch_size)
+    pre.add_argument("--lr", type=float, default=default.lr)
+    pre.add_argument("--warmup-steps", type=int, default=default.warmup_steps)
+    pre.add_argument("--mask-ratio", type=float, default=default.mask_ratio)
     pre.add_argument("--clips", type=int, default=2000, help="size of the pretraining pool")
     pre.add_argument("--seconds", type=float, default=1.0, help="clip length")
     pre.add_argument("--checkpoint-steps", type=int, nargs="*", default=None,

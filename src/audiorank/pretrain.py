@@ -1,10 +1,14 @@
 """Self-supervised pretraining of the encoders in `models.py`, in the spirit of nanoGPT's train.py
-but importable: one config dataclass, two objectives, one training loop.
+but importable: one config dataclass, three objectives, one training loop.
 
 - "mae": masked-patch reconstruction (MAE, He et al. 2022; Audio-MAE, Huang et al. 2022;
   Dasheng, Dinkel et al. 2024). ViT only. A random `mask_ratio` of the patches is hidden, the
   encoder sees only the visible ones, a light decoder (a few narrow blocks) reconstructs every
   patch, and the loss is the MSE on the masked patches against per-patch normalised targets.
+- "d2v" (the default): masked latent prediction as data2vec 2.0 (Baevski et al. 2023) and M2D
+  (Niizumi et al. 2023): the MAE student and decoder, but the targets at masked patches are an EMA
+  teacher's representation of the whole clip (top-K blocks, instance-normalised, averaged). ViT only.
+  scripts/recipe_study.py chose it, with square patches, at fixed compute (results/recipe_study/).
 - "byol": BYOL-A (Niizumi et al. 2021; BYOL, Grill et al. 2020): an online encoder + projector +
   predictor regresses an EMA target encoder + projector across two augmented views (mixup with
   another clip of the batch, random resize crop in time/frequency, gain). Works with every
@@ -59,7 +63,7 @@ from .models import (
     seeded_rng,
 )
 
-__all__ = ["BYOL", "MAE", "STATE_FILE", "PretrainConfig", "PretrainResult", "augment", "log_spaced_steps",
+__all__ = ["BYOL", "MAE", "OBJECTIVES", "Data2Vec", "STATE_FILE", "PretrainConfig", "PretrainResult", "augment", "log_spaced_steps",
            "pretrain", "pretrain_on_pool", "tf32_matmuls"]
 
 STATE_FILE = "train_state.pt"  # the resumable training state, beside the step_XXXXXXX.pt checkpoints
@@ -73,14 +77,16 @@ def log_spaced_steps(steps: int) -> tuple[int, ...]:
 
 @dataclass
 class PretrainConfig:
-    objective: str = "mae"  # "mae" (ViT only) | "byol" (any encoder)
-    encoder: str | EncoderConfig | dict = "vit-tiny"  # preset name or config
-    steps: int = 1000  # optimizer steps
+    # defaults: the recipe chosen by scripts/recipe_study.py at fixed compute on the corpus tasks
+    # (results/recipe_study/): data2vec-style targets with square patches, ~5 min on 2 CPU cores
+    objective: str = "d2v"  # "mae" | "d2v" (ViT only) | "byol" (any encoder)
+    encoder: str | EncoderConfig | dict = "vit-tiny-p16"  # preset name or config
+    steps: int = 8000  # optimizer steps
     batch_size: int = 32  # clips per step
     crop_frames: int | None = None  # random crop of each clip to this many frames (None: as given)
     lr: float = 1e-3  # peak learning rate (after warmup)
     min_lr_ratio: float = 0.1  # cosine decays to lr * min_lr_ratio at the last step
-    warmup_steps: int = 100  # linear warmup from 0
+    warmup_steps: int = 400  # linear warmup from 0
     weight_decay: float = 0.05  # AdamW decay on matrices (dim >= 2) only, as nanoGPT
     betas: tuple[float, float] = (0.9, 0.95)  # AdamW betas
     grad_clip: float = 1.0  # max global grad norm (0: off)
@@ -89,7 +95,9 @@ class PretrainConfig:
     decoder_depth: int = 2  # decoder blocks
     decoder_width: int | None = None  # decoder width (None: encoder width // 2)
     norm_targets: bool = True  # per-patch mean/var normalised reconstruction targets
-    # byol
+    # d2v (also uses the mae decoder knobs and the EMA knobs below)
+    target_layers: int | None = None  # teacher blocks averaged into the target (top-K; None: min(3, depth))
+    # byol, d2v
     ema_momentum: float = 0.99  # target EMA momentum at step 0 (cosine-increased to 1 as BYOL)
     ema_cosine: bool = True  # False: constant momentum
     use_predictor: bool = True  # False (with ema_momentum=0) is the collapse-prone setup
@@ -106,8 +114,8 @@ class PretrainConfig:
     dtype: str = "auto"  # "auto": bf16 autocast on CUDA, fp32 on CPU | "float32" | "bfloat16"
 
     def __post_init__(self) -> None:
-        if self.objective not in ("mae", "byol"):
-            raise ValueError(f"PretrainConfig.objective must be 'mae' or 'byol', got {self.objective!r}")
+        if self.objective not in OBJECTIVES:
+            raise ValueError(f"PretrainConfig.objective must be one of {sorted(OBJECTIVES)}, got {self.objective!r}")
         if not 0.0 < self.mask_ratio < 1.0:
             raise ValueError(f"PretrainConfig.mask_ratio must be in (0, 1), got {self.mask_ratio}")
         if self.dtype not in ("auto", "float32", "bfloat16"):
@@ -158,10 +166,10 @@ class PretrainResult:
 class MAE(nn.Module):
     """Masked autoencoder around a ViTEncoder: encode visible patches, decode all, MSE on masked."""
 
-    def __init__(self, encoder: Encoder, config: PretrainConfig):
+    def __init__(self, encoder: Encoder, config: PretrainConfig, out_dim: int | None = None):
         super().__init__()
         if not isinstance(encoder, ViTEncoder):
-            raise ValueError(f"objective 'mae' needs a ViT encoder, got arch={encoder.config.arch!r}")  # noqa: TRY004 (a config value)
+            raise ValueError(f"objective {config.objective!r} needs a ViT encoder, got arch={encoder.config.arch!r}")  # noqa: TRY004 (a config value)
         ec = encoder.config
         self.encoder, self.mask_ratio, self.norm_targets = encoder, config.mask_ratio, config.norm_targets
         width = config.decoder_width or ec.width // 2
@@ -173,33 +181,73 @@ class MAE(nn.Module):
         self.decoder.pos = nn.Parameter(torch.zeros(1, encoder.grid_f, encoder.max_t, width))
         self.decoder.blocks = nn.ModuleList(Block(ec, width, heads) for _ in range(config.decoder_depth))
         self.decoder.norm = nn.LayerNorm(width, eps=ec.norm_eps)
-        self.decoder.pred = nn.Linear(width, pf * pt)
+        self.decoder.pred = nn.Linear(width, out_dim or pf * pt)  # out_dim: latent targets
         init_weights(self.decoder, config.decoder_depth)
 
-    def forward(self, x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-        enc = self.encoder
-        target = patchify(enc._check_input(x), enc.config.patch)  # (B, N, pf*pt)
+    def _mask(self, B: int, N: int, device: torch.device, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, int]:
+        """(shuffle, restore, K): a random permutation of the N patches per clip (the first K are
+        visible), its inverse, and the visible count."""
+        K = max(1, round(N * (1 - self.mask_ratio)))  # visible patches
+        noise = torch.rand(B, N, generator=generator).to(device)  # (B, N)
+        shuffle = noise.argsort(dim=1)  # (B, N) patch ids, visible first
+        return shuffle, shuffle.argsort(dim=1), K  # restore: (B, N) position of each patch in `shuffle`
+
+    def _decode(self, latent: torch.Tensor, restore: torch.Tensor) -> torch.Tensor:
+        """Visible latents (B, K, D) → predictions for every patch (B, N, out) via mask tokens."""
+        dec, (B, N) = self.decoder, restore.shape
+        y = dec.embed(latent)  # (B, K, Dd)
+        y = torch.cat([y, dec.mask_token.expand(B, N - latent.shape[1], -1).to(y.dtype)], dim=1)  # (B, N, Dd)
+        y = torch.gather(y, 1, restore.unsqueeze(-1).expand(-1, -1, y.shape[-1]))  # (B, N, Dd)
+        y = y + dec.pos[:, :, : N // self.encoder.grid_f].reshape(1, N, -1)  # (B, N, Dd)
+        for block in dec.blocks:
+            y = block(y)
+        return dec.pred(dec.norm(y)).float()  # (B, N, out)
+
+    def targets(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, N, pf*pt) reconstruction targets: the normalised input patches."""
+        target = patchify(self.encoder._check_input(x), self.encoder.config.patch)  # (B, N, pf*pt)
         if self.norm_targets:
             mean, var = target.mean(-1, keepdim=True), target.var(-1, keepdim=True)
             target = (target - mean) / (var + 1e-6).sqrt()  # (B, N, pf*pt)
+        return target
+
+    def forward(self, x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        target = self.targets(x)  # (B, N, out)
         B, N, _ = target.shape
-        K = max(1, round(N * (1 - self.mask_ratio)))  # visible patches
-        noise = torch.rand(B, N, generator=generator).to(x.device)  # (B, N)
-        shuffle = noise.argsort(dim=1)  # (B, N) patch ids, visible first
-        restore = shuffle.argsort(dim=1)  # (B, N) position of each patch in `shuffle`
-        latent = enc(x, keep=shuffle[:, :K])[-1]  # (B, K, D)
-        dec = self.decoder
-        y = dec.embed(latent)  # (B, K, Dd)
-        y = torch.cat([y, dec.mask_token.expand(B, N - K, -1).to(y.dtype)], dim=1)  # (B, N, Dd)
-        y = torch.gather(y, 1, restore.unsqueeze(-1).expand(-1, -1, y.shape[-1]))  # (B, N, Dd)
-        nt = N // enc.grid_f
-        y = y + dec.pos[:, :, :nt].reshape(1, N, -1)  # (B, N, Dd)
-        for block in dec.blocks:
-            y = block(y)
-        pred = dec.pred(dec.norm(y)).float()  # (B, N, pf*pt)
+        shuffle, restore, K = self._mask(B, N, x.device, generator)
+        pred = self._decode(self.encoder(x, keep=shuffle[:, :K])[-1], restore)  # (B, N, out)
         masked = (restore >= K).float()  # (B, N) 1 where hidden
-        per_patch = ((pred - target) ** 2).mean(-1)  # (B, N)
+        per_patch = ((pred - target.float()) ** 2).mean(-1)  # (B, N)
         return (per_patch * masked).sum() / masked.sum()
+
+
+class Data2Vec(MAE):
+    """data2vec 2.0 (Baevski et al. 2022, 2023) / M2D-style (Niizumi et al. 2023) masked latent
+    prediction: the student encodes the visible patches, the MAE decoder predicts, at every masked
+    patch, the EMA teacher's representation of the unmasked clip — the mean of its top
+    `target_layers` block outputs, each instance-normalised over the tokens (data2vec's audio
+    recipe). Representations are trained to be predictable features, not pixels."""
+
+    def __init__(self, encoder: Encoder, config: PretrainConfig):
+        super().__init__(encoder, config, out_dim=encoder.config.width)
+        depth = encoder.config.depth
+        if config.target_layers is not None and not 1 <= config.target_layers <= depth:
+            raise ValueError(f"PretrainConfig.target_layers must be in [1, {depth}] (the encoder's depth), "
+                             f"got {config.target_layers}")
+        self.target_layers = config.target_layers or min(3, depth)
+        self.target_encoder = copy.deepcopy(encoder).requires_grad_(False)
+
+    @torch.no_grad()
+    def targets(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, N, D): mean over the teacher's top-K blocks of instance-normalised tokens."""
+        layers = self.target_encoder(x)[-self.target_layers:]  # K x (B, N, D)
+        normed = [F.instance_norm(h.float().transpose(1, 2)).transpose(1, 2) for h in layers]  # (B, N, D) each
+        return torch.stack(normed).mean(0)  # (B, N, D)
+
+    @torch.no_grad()
+    def update_target(self, momentum: float) -> None:
+        for po, pt in zip(self.encoder.parameters(), self.target_encoder.parameters()):
+            pt.lerp_(po.detach(), 1.0 - momentum)
 
 
 def _mlp(d_in: int, hidden: int, d_out: int) -> nn.Sequential:
@@ -272,6 +320,8 @@ class BYOL(nn.Module):
             for bo, bt in zip(online.buffers(), target.buffers()):
                 bt.copy_(bo)
 
+
+OBJECTIVES: dict[str, type[nn.Module]] = {"mae": MAE, "d2v": Data2Vec, "byol": BYOL}
 
 # ----------------------------------------------------------------------------- FLOPs on CPU
 
@@ -459,7 +509,7 @@ def _train(config: PretrainConfig, data: torch.Tensor | Iterable, device: torch.
     autocast = torch.autocast(device.type, dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
     generator = torch.Generator().manual_seed(config.seed)  # batches, crops, masks, augmentations
     encoder = build_encoder(config.encoder)
-    model = (MAE if config.objective == "mae" else BYOL)(encoder, config).to(device).train()
+    model = OBJECTIVES[config.objective](encoder, config).to(device).train()
     optimizer = _optimizer(model, config, device)
     batches = _BatchStream(data, config.batch_size, generator)
     losses: list[float] = []
@@ -529,7 +579,7 @@ def _train(config: PretrainConfig, data: torch.Tensor | Iterable, device: torch.
             nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
-        if config.objective == "byol":
+        if hasattr(model, "update_target"):  # EMA objectives (byol, d2v)
             model.update_target(_momentum(step, config))
         if step + 1 == config.steps:
             status = "ok"

@@ -1,0 +1,201 @@
+"""Pretraining recipes compared at fixed compute on the laptop corpus tasks (linear probe).
+
+Every recipe trains for the same single-thread CPU time (its step count is that budget times its
+own step rate, measured on a short run first), then its final checkpoint is probed on every task;
+the reference is the same preset at random initialisation, evaluated with the same probe and
+seed. Rows go to `<out>/rows.jsonl` (a run already there is skipped, so a killed study resumes) and
+the table to `<out>/table.md`. Example (the command the committed table came from is in
+results/recipe_study/README.md):
+
+    OMP_NUM_THREADS=1 python scripts/recipe_study.py --tasks /tmp/f_tasks --budget-s 240 \
+        --recipes mae d2v --seeds 0
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+from tempfile import TemporaryDirectory
+
+import numpy as np
+
+from audiorank.audio import read_hear_task
+from audiorank.evaluate import evaluate
+from audiorank.pretrain import PretrainConfig, pretrain_on_pool
+
+# recipe name -> PretrainConfig overrides (the preset is one of them); "default" is PretrainConfig()
+RECIPES: dict[str, dict] = {
+    "default": {},
+    "mae": {"objective": "mae", "encoder": "vit-tiny", "lr": 1e-3, "warmup_steps": 100},
+    "mae-p16": {"objective": "mae", "encoder": "vit-tiny-p16", "lr": 1e-3, "warmup_steps": 100},
+    "byol": {"objective": "byol", "encoder": "vit-tiny", "lr": 1e-3, "warmup_steps": 100},
+    "d2v": {"objective": "d2v", "encoder": "vit-tiny", "lr": 1e-3, "warmup_steps": 100},
+    "d2v-p16": {"objective": "d2v", "encoder": "vit-tiny-p16", "lr": 1e-3, "warmup_steps": 100},
+}
+
+
+def _config(recipe: str, seed: int, steps: int, checkpoint_steps: tuple[int, ...] = ()) -> PretrainConfig:
+    overrides = dict(RECIPES[recipe])
+    base = PretrainConfig(**overrides)
+    return PretrainConfig(**{**overrides, "steps": steps, "seed": seed, "checkpoint_steps": checkpoint_steps,
+                             "warmup_steps": min(base.warmup_steps, steps // 4), "device": "cpu"})
+
+
+def steps_for_budget(recipe: str, budget_s: float, clips: int, probe_steps: int = 40) -> tuple[int, float]:
+    """(steps, steps/s): the steps this recipe runs in budget_s seconds at its measured step rate."""
+    rate = pretrain_on_pool(_config(recipe, 0, probe_steps), clips, progress=False).steps_per_second
+    return max(50, int(round(budget_s * rate / 50.0)) * 50), rate
+
+
+def probe_tasks(encoder: str, tasks: dict, seed: int, max_epochs: int) -> dict[str, dict]:
+    """Linear-probe score (test, best valid layer) and per-layer clip RankMe on every task."""
+    out = {}
+    for name, task in tasks.items():
+        r = evaluate(encoder, task, probes=("linear",), probe_options={"max_epochs": max_epochs},
+                     max_rank_samples=2000, seed=seed)
+        out[name] = {"score": r["scores"]["linear"]["best"], "layer": r["best_layer"]["linear"],
+                     "per_layer": {k: v for k, v in r["scores"]["linear"].items() if k != "best"},
+                     "rankme": r["rankme"]}
+    return out
+
+
+def _done(rows_path: Path) -> list[dict]:
+    return [json.loads(line) for line in rows_path.read_text().splitlines()] if rows_path.exists() else []
+
+
+def run_study(args: argparse.Namespace) -> list[dict]:
+    """Baselines once per (preset, seed), then every (recipe, seed) at the fixed budget."""
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    rows_path = out / "rows.jsonl"
+    rows = _done(rows_path)
+    have = {(r["kind"], r["name"], r["seed"], r.get("step")) for r in rows}
+    tasks = {p.name: read_hear_task(p) for p in sorted(Path(args.tasks).iterdir()) if p.is_dir()}
+    if args.only_tasks:
+        tasks = {k: v for k, v in tasks.items() if k in args.only_tasks}
+
+    def emit(row: dict) -> None:
+        rows.append(row)
+        with rows_path.open("a") as f:
+            f.write(json.dumps(row) + "\n")
+        print(json.dumps({k: row[k] for k in ("kind", "name", "seed", "steps", "wall_s") if k in row}
+                         | {t: round(v["score"], 3) for t, v in row["tasks"].items()}), flush=True)
+
+    for recipe in args.recipes:
+        preset = _config(recipe, 0, 1).encoder
+        for seed in args.seeds:
+            if ("random", preset, seed, None) not in have:
+                t0 = time.perf_counter()
+                emit({"kind": "random", "name": preset, "seed": seed,
+                      "tasks": probe_tasks(f"random:{preset}", tasks, seed, args.max_epochs),
+                      "wall_s": round(time.perf_counter() - t0, 1)})
+                have.add(("random", preset, seed, None))
+    for recipe in args.recipes:
+        if all(("recipe", recipe, s, None) in have for s in args.seeds):
+            continue
+        steps, rate = (args.steps, float("nan")) if args.steps else steps_for_budget(recipe, args.budget_s, args.clips)
+        fractions = tuple(args.checkpoint_fractions)
+        ckpt_steps = tuple(sorted({int(round(f * steps)) for f in fractions} - {steps}))
+        for seed in args.seeds:
+            if ("recipe", recipe, seed, None) in have:
+                continue
+            with TemporaryDirectory() as tmp:
+                config = _config(recipe, seed, steps, ckpt_steps)
+                t0 = time.perf_counter()
+                result = pretrain_on_pool(config, args.clips, out_dir=tmp, progress=False)
+                train_s = time.perf_counter() - t0
+                for path in result.checkpoints:
+                    step = int(Path(path).stem.split("_")[1])
+                    tag = None if step == steps else step
+                    emit({"kind": "recipe", "name": recipe, "seed": seed, "step": tag, "steps": steps,
+                          "preset": config.encoder, "steps_per_s_1thread": round(result.steps_per_second, 3),
+                          "probe_steps_per_s": round(rate, 3), "train_s": round(train_s, 1),
+                          "final_loss": result.losses[-1], "status": result.status,
+                          "tasks": probe_tasks(path, tasks, seed, args.max_epochs),
+                          "wall_s": round(time.perf_counter() - t0, 1)})
+    return rows
+
+
+def table(rows: list[dict]) -> str:
+    """Markdown: per recipe, mean test score per task over seeds and its difference to random init."""
+    base: dict[tuple[str, str], list[float]] = {}
+    by_seed: dict[tuple[str, str, int], float] = {}  # the baseline of the same preset and seed
+    for r in rows:
+        if r["kind"] == "random":
+            for t, v in r["tasks"].items():
+                base.setdefault((r["name"], t), []).append(v["score"])
+                by_seed[(r["name"], t, r["seed"])] = v["score"]
+    finals = [r for r in rows if r["kind"] == "recipe" and r.get("step") is None]
+    task_names = sorted({t for r in rows for t in r["tasks"]})
+    lines = ["| recipe | preset | steps | steps/s (1 thread) | seeds | " + " | ".join(task_names) + " | wins |",
+             "|---" * (len(task_names) + 6) + "|"]
+    for preset in sorted({r["name"] for r in rows if r["kind"] == "random"}):
+        cells = [f"{np.mean(base[(preset, t)]):.3f}" if (preset, t) in base else "" for t in task_names]
+        lines.append(f"| random init | {preset} | 0 | | {len(base.get((preset, task_names[0]), []))} | "
+                     + " | ".join(cells) + " | |")
+    for name in dict.fromkeys(r["name"] for r in finals):
+        rs = [r for r in finals if r["name"] == name]
+        cells, wins = [], 0
+        for t in task_names:
+            s = [r["tasks"][t]["score"] for r in rs if t in r["tasks"]]
+            b = [by_seed.get((r["preset"], t, r["seed"]), float("nan")) for r in rs if t in r["tasks"]]
+            d = np.mean(s) - np.mean(b) if s else float("nan")
+            wins += int(d > 0)
+            cells.append(f"{np.mean(s):.3f} ({d:+.3f})" if s else "")
+        lines.append(f"| {name} | {rs[0]['preset']} | {rs[0]['steps']} | {rs[0]['steps_per_s_1thread']:.2f} | "
+                     f"{len(rs)} | " + " | ".join(cells) + f" | {wins}/{len(task_names)} |")
+    return "\n".join(lines) + "\n"
+
+
+def compute_table(rows: list[dict], recipe: str) -> str:
+    """Markdown: a recipe's checkpoints (step 0 = init) × task, mean over seeds, and per task the
+    Spearman correlation of score with step pooled over seeds."""
+    from scipy.stats import spearmanr
+
+    ckpts = [r for r in rows if r["kind"] == "recipe" and r["name"] == recipe]
+    if not ckpts:
+        return ""
+    steps = sorted({r["step"] if r["step"] is not None else r["steps"] for r in ckpts})
+    task_names = sorted(ckpts[0]["tasks"])
+    lines = ["| step | seeds | " + " | ".join(task_names) + " |", "|---" * (len(task_names) + 2) + "|"]
+    pooled: dict[str, list[tuple[int, float]]] = {t: [] for t in task_names}
+    for step in steps:
+        rs = [r for r in ckpts if (r["step"] if r["step"] is not None else r["steps"]) == step]
+        for r in rs:
+            for t in task_names:
+                pooled[t].append((step, r["tasks"][t]["score"]))
+        lines.append(f"| {step} | {len(rs)} | " + " | ".join(
+            f"{np.mean([r['tasks'][t]['score'] for r in rs]):.3f}" for t in task_names) + " |")
+    rho = [spearmanr(*zip(*pooled[t]))[0] for t in task_names]
+    lines.append("| Spearman (pooled) | | " + " | ".join(f"{v:.2f}" for v in rho) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    """Parse arguments, run what is missing, write the table."""
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--tasks", required=True, help="folder of HEAR task folders (audiorank corpus --out)")
+    parser.add_argument("--out", default="results/recipe_study")
+    parser.add_argument("--recipes", nargs="+", default=list(RECIPES), choices=list(RECIPES))
+    parser.add_argument("--only-tasks", nargs="*", help="a subset of the task folders")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0])
+    parser.add_argument("--budget-s", type=float, default=240.0, help="single-thread training seconds per recipe")
+    parser.add_argument("--steps", type=int, help="fixed steps instead of a time budget")
+    parser.add_argument("--clips", type=int, default=2000, help="pretraining pool size")
+    parser.add_argument("--checkpoint-fractions", type=float, nargs="*", default=[],
+                        help="also probe checkpoints at these fractions of the run (0: init)")
+    parser.add_argument("--max-epochs", type=int, default=50, help="linear-probe epochs")
+    parser.add_argument("--table-only", action="store_true", help="only rewrite the tables from rows.jsonl")
+    parser.add_argument("--curve", nargs="+", default=["default", "default-12k"],
+                        help="recipes whose checkpoints form the compute tables")
+    args = parser.parse_args()
+    rows = _done(Path(args.out) / "rows.jsonl") if args.table_only else run_study(args)
+    text = table(rows) + "".join(f"\n{name}:\n\n" + compute_table(rows, name) for name in args.curve)
+    (Path(args.out) / "table.md").write_text(text)
+    print(text)
+
+
+if __name__ == "__main__":
+    main()

@@ -412,9 +412,16 @@ PRESETS: dict[str, EncoderConfig] = {
     "vit-mini": _vit(256, 6, 4),
     "vit-small": _vit(384, 12, 6),  # ViT-S
     "vit-base": _vit(768, 12, 12),  # ViT-B (AST, Audio-MAE, Dasheng-base width)
-    # square 16x16 patches (AST / SSAST / Audio-MAE) at two sizes
+    # square 16x16 patches (AST / SSAST / Audio-MAE): the default family; femto..mini is the laptop
+    # model-size axis (~6k to ~4.7M non-embedding params), nano..base the reference one (~0.1M to ~85M)
+    "vit-femto-p16": _vit(16, 2, 1, patch=(16, 16)),
+    "vit-pico-p16": _vit(32, 2, 2, patch=(16, 16)),
+    "vit-nano-p16": _vit(64, 2, 2, patch=(16, 16)),
+    "vit-micro-p16": _vit(96, 3, 3, patch=(16, 16)),
     "vit-tiny-p16": _vit(128, 4, 2, patch=(16, 16)),
+    "vit-mini-p16": _vit(256, 6, 4, patch=(16, 16)),
     "vit-small-p16": _vit(384, 12, 6, patch=(16, 16)),
+    "vit-base-p16": _vit(768, 12, 12, patch=(16, 16)),
     # BYOL-A CNN; "cnn-small" is the original AudioNTT2020 (64 channels, 3 blocks, 2048-d)
     "cnn-nano": _cnn(16, 3, 128),
     "cnn-tiny": _cnn(32, 3, 512),

@@ -195,9 +195,11 @@ def runs_on_axis(runs: pd.DataFrame, axis: str) -> pd.DataFrame:
 
 
 def estimate_flops(run: Run) -> float:
-    """Training FLOPs ≈ 3 × the encoder's forward FLOPs on one clip (counted by FlopCounterMode)
-    × clips seen; an MAE encoder sees only the unmasked fraction, a joint-embedding objective two
-    views. Heads, decoder and evaluation are not counted: an estimate for --dry-run."""
+    """Training FLOPs ≈ the encoder's forward FLOPs on one clip (counted by FlopCounterMode) × the
+    passes a step makes × clips seen: forward + backward (3 passes) over the unmasked fraction for
+    MAE, plus the EMA teacher's forward over the whole clip for d2v, and forward + backward of two
+    views plus the target's two forwards (8) for BYOL. Heads, decoder and evaluation are not
+    counted: an estimate for --dry-run."""
     import torch
     from torch.utils.flop_counter import FlopCounterMode
 
@@ -209,8 +211,9 @@ def estimate_flops(run: Run) -> float:
     frames -= frames % cfg["encoder"]["patch"][1]
     with torch.no_grad(), FlopCounterMode(display=False) as counter:
         encoder(torch.zeros(1, cfg["encoder"]["n_mels"], frames))
-    views = 1 - cfg["mask_ratio"] if cfg["objective"] == "mae" else 2.0
-    return 3.0 * counter.get_total_flops() * views * cfg["batch_size"] * cfg["steps"]
+    visible = 1.0 - cfg["mask_ratio"]
+    passes = {"mae": 3.0 * visible, "d2v": 3.0 * visible + 1.0}.get(cfg["objective"], 8.0)
+    return passes * counter.get_total_flops() * cfg["batch_size"] * cfg["steps"]
 
 
 # ----------------------------------------------------------------------------- one run

@@ -311,6 +311,18 @@ class ResultsStore:
         os.replace(tmp, path)
         return path
 
+    def log_session(self, session: Mapping) -> Path:
+        """Append one sweep invocation (when, how long, where, which code) to manifest.json."""
+        path = self.root / "manifest.json"
+        manifest = json.loads(path.read_text()) if path.is_file() else {"sessions": []}
+        manifest["sessions"].append(dict(session))
+        manifest["wall_time_s"] = round(sum(s["wall_time_s"] for s in manifest["sessions"]), 1)
+        fd, tmp = tempfile.mkstemp(prefix=".manifest.", suffix=".tmp", dir=self.root)
+        with os.fdopen(fd, "w") as f:
+            json.dump(manifest, f, indent=1)
+        os.replace(tmp, path)
+        return path
+
     def clean(self) -> int:
         """Remove temp files a killed writer left behind; returns how many."""
         stale = list(self.runs_dir.glob(".*.tmp")) if self.runs_dir.is_dir() else []
@@ -446,6 +458,7 @@ def sweep(
     if not todo:
         log(f"nothing to run: all {len(runs)} runs of profile {profile.get('name', '?')!r} are in {store.root}")
     failed = 0
+    started, started_at = time.perf_counter(), time.strftime("%Y-%m-%dT%H:%M:%S%z")
     # at most a few runs in flight, so each is written as soon as it ends (the inline executor
     # runs at submit time: submitting everything first would write nothing before the last run)
     in_flight_limit = 1 if executor == "inline" else 2 * workers
@@ -472,4 +485,36 @@ def sweep(
                 bar.update(1)
         bar.close()
     store.export(axes)
-    return {"planned": len(runs), "present": len(runs) - len(todo), "ran": len(todo), "failed": failed}
+    counts = {"planned": len(runs), "present": len(runs) - len(todo), "ran": len(todo), "failed": failed}
+    if todo:
+        store.log_session({"started": started_at, "wall_time_s": round(time.perf_counter() - started, 1),
+                           "executor": executor, "workers": workers, **counts, **environment()})
+    return counts
+
+
+def environment() -> dict[str, Any]:
+    """Where a sweep ran: machine, library versions, the code's commit (for the manifest)."""
+    import platform
+    import subprocess
+
+    import numpy
+    import torch
+
+    from . import __version__
+
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True,
+                                cwd=Path(__file__).parent).stdout.strip()
+        dirty = bool(subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", "src", "configs"], capture_output=True,
+                                    text=True, cwd=Path(__file__).parent).stdout.strip())
+    except (OSError, subprocess.CalledProcessError):
+        commit, dirty = "unknown", False
+    cpu = platform.processor() or platform.machine()
+    with contextlib.suppress(OSError):
+        models = [ln.split(":", 1)[1].strip() for ln in Path("/proc/cpuinfo").read_text().splitlines()
+                  if ln.startswith("model name")]
+        cpu = models[0] if models else cpu
+    return {"machine": f"{cpu}, {os.cpu_count()} cores, {platform.system()} {platform.release()}",
+            "device": "cuda: " + torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu",
+            "python": platform.python_version(), "torch": torch.__version__, "numpy": numpy.__version__,
+            "audiorank": __version__, "commit": commit + ("+dirty" if dirty else "")}

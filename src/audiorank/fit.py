@@ -369,14 +369,7 @@ class _HuberLawFit:
         sub = self._clone().fit(*(c[~held] for c in self.covariates_), np.exp(self.logy_[~held]))
         sub.bootstrap(n_bootstrap, seed=seed, level=level, n_starts=n_starts)
         Xh = sub._X(*(c[held] for c in self.covariates_))
-        logp = sub.model_.log_pred_batch(sub.bootstrap_.samples, Xh)  # (B, n_holdout)
-        # a new run = a bootstrap law + a residual of the kept levels, inflated for the k
-        # parameters fitted on them (a new point's scatter exceeds that of fitted residuals)
-        r = sub.log_residuals_ * math.sqrt(sub.n_points_ / max(1, sub.n_points_ - sub.model_.k))
-        rng = np.random.default_rng(None if seed is None else (seed, 1))
-        sim = logp - r[rng.integers(0, r.size, size=logp.shape)]
-        a = (1.0 - level) / 2
-        lo, hi = np.exp(np.quantile(sim, a, axis=0)), np.exp(np.quantile(sim, 1 - a, axis=0))
+        lo, hi = sub._prediction_interval(Xh, level, seed)
         yt = np.exp(self.logy_[held])
         pred = sub.model_.predict(sub.theta_, Xh)
         xh = np.column_stack([c[held] for c in self.covariates_])
@@ -386,6 +379,30 @@ class _HuberLawFit:
             rel_error=(pred - yt) / yt, pi_low=lo, pi_high=hi, inside=(lo <= yt) & (yt <= hi),
             params=sub.params_, confidence=level, n_bootstrap=int(n_bootstrap),
             n_failed=int(sub.n_failed_), by=by)
+
+    def _bootstrapped(self, what: str) -> _Bootstrap:
+        self._check_fitted()
+        if self.bootstrap_ is None:
+            raise RuntimeError(f"{what} needs the bootstrap refits: call .bootstrap() first")
+        return self.bootstrap_
+
+    def _band(self, X: tuple[np.ndarray, ...], level: float | None) -> tuple[np.ndarray, np.ndarray]:
+        b = self._bootstrapped("a confidence band")
+        a = (1.0 - (b.level if level is None else level)) / 2
+        logp = self.model_.log_pred_batch(b.samples, X)  # (B, n)
+        return np.exp(np.quantile(logp, a, axis=0)), np.exp(np.quantile(logp, 1 - a, axis=0))
+
+    def _prediction_interval(self, X: tuple[np.ndarray, ...], level: float,
+                             seed: int | None) -> tuple[np.ndarray, np.ndarray]:
+        """Interval for a new observation: a bootstrap law plus a resampled residual, the
+        residuals inflated for the k parameters fitted on them (a new point's scatter exceeds
+        that of the fitted ones)."""
+        logp = self.model_.log_pred_batch(self._bootstrapped("a prediction interval").samples, X)
+        r = self.log_residuals_ * math.sqrt(self.n_points_ / max(1, self.n_points_ - self.model_.k))
+        rng = np.random.default_rng(None if seed is None else (seed, 1))
+        sim = logp - r[rng.integers(0, r.size, size=logp.shape)]
+        a = (1.0 - level) / 2
+        return np.exp(np.quantile(sim, a, axis=0)), np.exp(np.quantile(sim, 1 - a, axis=0))
 
     @property
     def correlations_(self) -> dict[str, Any]:
@@ -503,6 +520,17 @@ class PowerLawFit(_HuberLawFit):
         """ŷ at positive x (``"rising"``: below the fitted range ŷ may be ≤ 0, reported as is)."""
         self._check_fitted()
         return self.model_.predict(self.theta_, self._X(*_positive_1d(x=np.atleast_1d(x))))
+
+    def band(self, x: Any, level: float | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Pointwise ``level`` (default: the bootstrap's) interval of the fitted curve at x, from
+        the bootstrap refits: where the law itself may lie, not where a new point may fall."""
+        return self._band(self._X(*_positive_1d(x=np.atleast_1d(x))), level)
+
+    def predict_interval(self, x: Any, level: float = 0.95, seed: int | None = 0
+                         ) -> tuple[np.ndarray, np.ndarray]:
+        """``level`` prediction interval of a new observation at x (bootstrap law + resampled,
+        inflated residual; as :meth:`extrapolate` uses for held-out levels). Needs bootstrap()."""
+        return self._prediction_interval(self._X(*_positive_1d(x=np.atleast_1d(x))), level, seed)
 
     def extrapolate(self, n_levels: int = 1, *, n_bootstrap: int = 200, seed: int | None = 0,
                     level: float = 0.95, n_starts: int = 3) -> Extrapolation:

@@ -13,7 +13,14 @@ import seaborn as sns
 def set_theme() -> None:
     """The book's seaborn theme: white grid, colour-blind palette, readable on a laptop screen."""
     sns.set_theme(context="notebook", style="whitegrid", palette="colorblind", font_scale=1.0)
-    plt.rcParams.update({"figure.dpi": 110, "savefig.bbox": "tight", "axes.titleweight": "bold"})
+    plt.rcParams.update({"figure.dpi": 110, "savefig.bbox": "tight", "axes.titleweight": "bold",
+                         "figure.figsize": (9.0, 3.6), "legend.fontsize": "small"})
+    try:  # sharp on high-DPI screens: inline figures at twice the pixels
+        from matplotlib_inline.backend_inline import set_matplotlib_formats
+
+        set_matplotlib_formats("retina")
+    except ImportError:  # outside Jupyter
+        pass
 
 
 def spread(
@@ -33,14 +40,45 @@ def spread(
 
 
 def log_ticks(ax: plt.Axes, axis: str = "x") -> None:
-    """Plain-number tick labels on a log axis (256, 1024, … rather than 10^2.4)."""
+    """Plain-number tick labels on a log axis (256, 1024, … rather than 10^2.4), as many per decade
+    as the axis's current range leaves room for: call it after plotting."""
     target = getattr(ax, f"{axis}axis")
-    target.set_major_locator(plt.LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
-    target.set_major_formatter(plt.FuncFormatter(lambda v, _: f"{v:,.0f}" if v >= 1 else f"{v:g}"))
+    low, high = getattr(ax, f"get_{axis}lim")()
+    decades = np.log10(high / low) if low > 0 and high > low else 1.0
+    subs = (1.0,) if decades > 4 else (1.0, 2.0, 5.0) if decades > 1.5 else \
+        (1.0, 1.5, 2.0, 3.0, 5.0, 7.0) if decades > 0.5 else (1.0, 1.2, 1.5, 2.0, 2.5, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0)
+    target.set_major_locator(plt.LogLocator(base=10, subs=subs))
+    target.set_major_formatter(plt.FuncFormatter(lambda v, _: f"{v:,.0f}" if 1e3 <= v < 1e5 else f"{v:g}"))
     target.set_minor_formatter(plt.NullFormatter())
+
+
+def log_axes(ax: plt.Axes, which: str = "xy") -> plt.Axes:
+    """Log scale with plain-number ticks (1, 2, 5 per decade) on the axes named in `which`."""
+    for axis in which:
+        getattr(ax, f"set_{axis}scale")("log")
+        log_ticks(ax, axis)
+    return ax
 
 
 def relative_gap(values: np.ndarray, reference: float | np.ndarray) -> np.ndarray:
     """|value − reference| / |reference|, elementwise (reference a scalar or an array like values)."""
     reference = np.asarray(reference, dtype=np.float64)
     return np.abs(np.asarray(values, dtype=np.float64) - reference) / np.abs(reference)
+
+
+def draw_law(ax: plt.Axes, fit: Any, x: Any, color: Any = None, label: str | None = None, n: int = 100) -> plt.Axes:
+    """A fitted law (`audiorank.fit`, bootstrapped) over the range of x: its curve and 95% band."""
+    x = np.asarray(x, dtype=float)
+    grid = np.geomspace(x.min(), x.max(), n)
+    low, high = fit.band(grid)
+    limits = ax.get_ylim() if ax.has_data() else None
+    ax.plot(grid, fit.predict(grid), color=color, lw=1.5, label=label)
+    ax.fill_between(grid, low, high, color=color, alpha=0.18, lw=0)
+    if limits is not None:  # a wide band (few points) must not squash the data it was fitted to
+        ax.set_ylim(min(limits[0], float(np.min(fit.predict(grid)))), max(limits[1], float(np.max(fit.predict(grid)))))
+    return ax
+
+
+def law_label(summary: dict[str, float], name: str = "b") -> str:
+    """"b = 0.12 [0.05, 0.18], R² 0.77" for a legend, from `study.law_summary`."""
+    return f"{name} = {summary['exponent']:.2f} [{summary['lo']:.2f}, {summary['hi']:.2f}], R² {summary['r2']:.2f}"

@@ -1,0 +1,200 @@
+"""From a sweep's tables to the study's numbers: one row per run and checkpoint, the variable each
+axis varies, laws fitted with their bands, frontiers and rank correlations. The notebooks call
+these and plot; nothing here draws.
+
+A run's *RankMe* is the clip-level RankMe of its last layer (the encoder's output, as Deng et al.
+measure it), averaged over the tasks' clips; its *quality* is the test score of a probe at the
+layer chosen on valid, averaged over tasks. Both are per checkpoint (`step`). Runs that failed or
+diverged have no checkpoints: `status_table` lists them, and every function that fits says how
+many runs it left out.
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from .fit import PowerLawFit
+
+__all__ = [
+    "AXIS_VARIABLES",
+    "Results",
+    "axis_points",
+    "checkpoints",
+    "fit_law",
+    "frontier",
+    "law_summary",
+    "layer_table",
+    "load_results",
+    "spearman",
+    "status_table",
+    "task_checkpoints",
+]
+
+#: axis → (column of `checkpoints`, axis label); "architecture" is categorical, the others numeric
+AXIS_VARIABLES: dict[str, tuple[str, str]] = {
+    "model_size": ("params", "parameters (non-embedding)"),
+    "data": ("pool_clips", "pretraining pool (clips)"),
+    "compute": ("flops", "training compute (FLOPs)"),
+    "architecture": ("architecture", "architecture / objective"),
+    "clip_length": ("pool_seconds", "pretraining clip length (s)"),
+    "embedding_dim": ("encoder.width", "embedding dimension"),
+    "depth": ("encoder.depth", "depth (blocks)"),
+    "mask_ratio": ("mask_ratio", "mask ratio"),
+}
+_TABLES = ("runs", "ranks", "probes")
+
+
+@dataclass
+class Results:
+    """The three tidy tables of a results store (see results/README.md) and its manifest."""
+
+    root: Path
+    runs: pd.DataFrame
+    ranks: pd.DataFrame
+    probes: pd.DataFrame
+    manifest: dict[str, Any] = field(default_factory=dict)
+
+
+def load_results(root: str | Path) -> Results:
+    """Read runs.csv, ranks.csv, probes.csv (and manifest.json when present) from `root`."""
+    root = Path(root)
+    missing = [f"{name}.csv" for name in _TABLES if not (root / f"{name}.csv").is_file()]
+    if missing:
+        raise FileNotFoundError(f"results folder {root}: missing {', '.join(missing)}; make them with "
+                                f"`audiorank sweep PROFILE --results {root}`")
+    tables = {name: pd.read_csv(root / f"{name}.csv", dtype={"run": str, "layer": str}) for name in _TABLES}
+    if tables["runs"].empty:
+        raise ValueError(f"results folder {root}: runs.csv has no runs")
+    manifest = json.loads((root / "manifest.json").read_text()) if (root / "manifest.json").is_file() else {}
+    return Results(root, tables["runs"], tables["ranks"], tables["probes"], manifest)
+
+
+def status_table(results: Results) -> pd.DataFrame:
+    """Runs whose status is not "ok" (failed, diverged), with their axis and error: shown, not dropped."""
+    bad = results.runs[results.runs["status"] != "ok"]
+    cols = [c for c in ("run", "axis", "preset", "objective", "seed", "status", "error") if c in bad.columns]
+    return bad[cols].reset_index(drop=True)
+
+
+def _architecture(runs: pd.DataFrame) -> pd.Series:
+    """A readable architecture/objective label: "vit · d2v", "cnn · byol", …"""
+    return runs["encoder.arch"].astype(str) + " · " + runs["objective"].astype(str)
+
+
+def _last_layer(ranks: pd.DataFrame) -> pd.Series:
+    """Per run, the name of its last layer (numeric names compared as numbers)."""
+    def last(names: pd.Series) -> str:
+        unique = list(dict.fromkeys(names))
+        return max(unique, key=int) if all(n.isdigit() for n in unique) else unique[-1]
+    return ranks.groupby("run")["layer"].agg(last)
+
+
+def task_checkpoints(results: Results, probe: str = "linear", level: str = "clip",
+                     layer: str = "last") -> pd.DataFrame:
+    """One row per (ok run, step, task): `rankme` of `layer` ("last", or a layer name) at `level`,
+    and `score`, the `probe`'s test score at the layer chosen on valid."""
+    ok = results.runs.loc[results.runs["status"] == "ok", "run"]
+    ranks = results.ranks[(results.ranks["level"] == level) & results.ranks["run"].isin(ok)]
+    if ranks.empty:
+        raise ValueError(f"results {results.root}: no {level}-level RankMe of any ok run")
+    if layer == "last":
+        ranks = ranks[ranks["layer"] == ranks["run"].map(_last_layer(ranks))]
+    else:
+        ranks = ranks[ranks["layer"] == str(layer)]
+    probes = results.probes
+    scores = probes[(probes["probe"] == probe) & (probes["layer"] == "best") & (probes["split"] == "test")]
+    if scores.empty:
+        raise ValueError(f"results {results.root}: no test scores of probe {probe!r}; "
+                         f"probes present: {sorted(probes['probe'].unique())}")
+    keys = ["run", "step", "task"]
+    merged = ranks[keys + ["rankme", "n_samples"]].merge(scores[keys + ["value", "metric"]], on=keys, how="inner")
+    return merged.rename(columns={"value": "score"})
+
+
+def checkpoints(results: Results, probe: str = "linear", level: str = "clip", layer: str = "last") -> pd.DataFrame:
+    """One row per (ok run, step): the run's config columns, `flops` (FLOPs per step × step),
+    `architecture`, `final` (the run's last checkpoint), `rankme` and `quality` (means over tasks,
+    as `task_checkpoints`), and `n_tasks`."""
+    per_task = task_checkpoints(results, probe, level, layer)
+    agg = per_task.groupby(["run", "step"]).agg(rankme=("rankme", "mean"), quality=("score", "mean"),
+                                                 n_tasks=("task", "nunique")).reset_index()
+    runs = results.runs.assign(architecture=_architecture(results.runs))
+    out = agg.merge(runs, on="run", how="left")
+    out["flops"] = out["flops_per_step"] * out["step"]
+    out["final"] = out["step"] == out["steps_done"]
+    return out
+
+
+def axis_points(table: pd.DataFrame, axis: str, final_only: bool = True) -> pd.DataFrame:
+    """The rows of `checkpoints(...)` on `axis` (its runs and the base run) with `x`, the variable
+    the axis varies. The compute axis keeps every checkpoint after step 0 (a run's checkpoints are
+    points of it); the others keep each run's final checkpoint when `final_only`."""
+    if axis not in AXIS_VARIABLES:
+        raise ValueError(f"unknown axis {axis!r}; expected one of {list(AXIS_VARIABLES)}")
+    column = AXIS_VARIABLES[axis][0]
+    rows = table[table["axis"].isin([axis, "base"])]
+    if axis == "compute":
+        rows = rows[rows["step"] > 0]
+    elif final_only:
+        rows = rows[rows["final"]]
+    return rows.assign(x=rows[column]).sort_values(["x", "seed"]).reset_index(drop=True)
+
+
+def fit_law(x: Any, y: Any, form: str = "power", n_bootstrap: int = 400, seed: int = 0) -> PowerLawFit:
+    """`fit_power_law` followed by a seeded bootstrap (the 95% intervals, failed refits counted)."""
+    return PowerLawFit(form=form).fit(x, y).bootstrap(n_bootstrap, seed=seed)
+
+
+def frontier(table: pd.DataFrame, x: str, y: str) -> pd.DataFrame:
+    """The upper envelope: rows whose `y` beats every row with smaller or equal `x` (e.g. the best
+    RankMe reached at each compute budget, over all runs and checkpoints)."""
+    ordered = table.sort_values([x, y], ascending=[True, False])
+    previous_best = ordered[y].astype(float).cummax().shift(1, fill_value=-np.inf)
+    return ordered[ordered[y] > previous_best].reset_index(drop=True)
+
+
+def spearman(x: Any, y: Any) -> float:
+    """Spearman's ρ of two sequences (NaN when either is constant or shorter than 3)."""
+    x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+    if x.size < 3 or np.ptp(x) == 0 or np.ptp(y) == 0:
+        return float("nan")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return float(stats.spearmanr(x, y).statistic)
+
+
+def layer_table(results: Results, probe: str = "linear", level: str = "clip") -> pd.DataFrame:
+    """One row per (ok run, step, task, layer): `rankme` at `level`, and the `probe`'s `valid` and
+    `test` scores at that layer (what the layer analysis compares)."""
+    ok = results.runs.loc[results.runs["status"] == "ok", "run"]
+    ranks = results.ranks[(results.ranks["level"] == level) & results.ranks["run"].isin(ok)]
+    p = results.probes[(results.probes["probe"] == probe) & (results.probes["layer"] != "best")]
+    scores = p.pivot_table(index=["run", "step", "task", "layer"], columns="split", values="value").reset_index()
+    keys = ["run", "step", "task", "layer"]
+    out = ranks[keys + ["rankme"]].merge(scores, on=keys, how="inner")
+    out["layer_index"] = pd.to_numeric(out["layer"], errors="coerce")
+    return out.sort_values(["run", "step", "task", "layer_index"]).reset_index(drop=True)
+
+
+def law_summary(fit: PowerLawFit, exponent: str = "b", extrapolate_levels: int = 1) -> dict[str, float]:
+    """The numbers the book quotes for one fitted law: the exponent with its interval, R², points,
+    failed bootstrap refits, and the error when the `extrapolate_levels` largest x levels are held
+    out and predicted (mean |ŷ − y|/y and the fraction inside the 95% prediction interval; NaN
+    when too few levels remain to fit)."""
+    lo, hi = fit.ci_[exponent]
+    out = {"exponent": fit.params_[exponent], "lo": lo, "hi": hi, "r2": fit.r2_, "n": fit.n_points_,
+           "n_failed": fit.n_failed_}
+    try:
+        ex = fit.extrapolate(extrapolate_levels, n_bootstrap=200)
+        out.update(extrap_err=ex.mean_abs_rel_error, extrap_inside=ex.fraction_inside)
+    except ValueError:
+        out.update(extrap_err=float("nan"), extrap_inside=float("nan"))
+    return out

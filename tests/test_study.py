@@ -1,0 +1,138 @@
+"""audiorank.study: results tables → per-checkpoint rows, axis points, frontiers, layer tables."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from audiorank.fit import PowerLawFit
+from audiorank.study import (axis_points, checkpoints, fit_law, frontier, law_summary, layer_table, load_results,
+                             spearman, status_table)
+
+
+def _store(tmp_path, failed: bool = True):
+    """Three runs: base (steps 0 and 4), a model-size run, and (optionally) a failed one."""
+    runs = pd.DataFrame([
+        {"run": "r_base", "axis": "base", "status": "ok", "preset": "p", "objective": "d2v", "seed": 0,
+         "encoder.arch": "vit", "encoder.width": 8, "encoder.depth": 2, "mask_ratio": 0.75, "pool_clips": 64,
+         "pool_seconds": 1.0, "params": 100, "flops_per_step": 10.0, "steps_done": 4, "wall_time_s": 1.0},
+        {"run": "r_big", "axis": "model_size", "status": "ok", "preset": "q", "objective": "d2v", "seed": 0,
+         "encoder.arch": "vit", "encoder.width": 16, "encoder.depth": 2, "mask_ratio": 0.75, "pool_clips": 64,
+         "pool_seconds": 1.0, "params": 400, "flops_per_step": 40.0, "steps_done": 4, "wall_time_s": 2.0},
+    ] + ([{"run": "r_bad", "axis": "model_size", "status": "failed", "preset": "z", "objective": "d2v", "seed": 0,
+           "encoder.arch": "vit", "params": np.nan, "error": "RuntimeError: boom"}] if failed else []))
+    ranks, probes = [], []
+    for run, steps in (("r_base", (0, 4)), ("r_big", (4,))):
+        for step in steps:
+            for t, task in enumerate(("a", "b")):
+                for layer in ("0", "1", "2"):
+                    value = 1.0 + 10 * (run == "r_big") + step + t + int(layer)
+                    for level in ("clip", "frame"):
+                        ranks.append({"run": run, "step": step, "task": task, "layer": layer, "level": level,
+                                      "n_samples": 10, "rankme": value * (2 if level == "frame" else 1)})
+                    for split in ("valid", "test"):
+                        probes.append({"run": run, "step": step, "task": task, "probe": "linear", "layer": layer,
+                                       "split": split, "metric": "accuracy", "value": value / 100})
+                probes.append({"run": run, "step": step, "task": task, "probe": "linear", "layer": "best",
+                               "split": "test", "metric": "accuracy", "value": (step + t + 1) / 10})
+    for name, df in (("runs", runs), ("ranks", pd.DataFrame(ranks)), ("probes", pd.DataFrame(probes))):
+        df.to_csv(tmp_path / f"{name}.csv", index=False)
+    return load_results(tmp_path)
+
+
+def test_missing_tables_name_the_folder(tmp_path):
+    with pytest.raises(FileNotFoundError, match=f"{tmp_path}.*runs.csv.*audiorank sweep"):
+        load_results(tmp_path)
+
+
+def test_checkpoints_average_tasks_at_the_last_layer(tmp_path):
+    table = checkpoints(_store(tmp_path)).set_index(["run", "step"])
+    assert set(table.index) == {("r_base", 0), ("r_base", 4), ("r_big", 4)}  # the failed run has no rows
+    # last layer "2": value = 1 + 10·big + step + task index + 2, averaged over tasks a (0) and b (1)
+    assert table.loc[("r_base", 4), "rankme"] == pytest.approx(1 + 4 + 0.5 + 2)
+    assert table.loc[("r_big", 4), "rankme"] == pytest.approx(11 + 4 + 0.5 + 2)
+    assert table.loc[("r_base", 4), "quality"] == pytest.approx(((4 + 1) + (4 + 2)) / 20)
+    assert table.loc[("r_base", 4), "flops"] == 40.0 and table.loc[("r_big", 4), "flops"] == 160.0
+    assert table.loc[("r_base", 4), "final"] and not table.loc[("r_base", 0), "final"]
+    assert (table["n_tasks"] == 2).all()
+
+
+def test_axis_points_keep_the_base_and_the_final_checkpoint(tmp_path):
+    table = checkpoints(_store(tmp_path))
+    size = axis_points(table, "model_size")
+    assert list(size["x"]) == [100, 400] and list(size["run"]) == ["r_base", "r_big"]
+    compute = axis_points(table, "compute")  # every trained checkpoint of the base, none at step 0
+    assert list(compute["step"]) == [4]
+    with pytest.raises(ValueError, match="unknown axis 'colour'"):
+        axis_points(table, "colour")
+
+
+def test_failed_runs_are_listed_not_dropped(tmp_path):
+    bad = status_table(_store(tmp_path))
+    assert list(bad["run"]) == ["r_bad"] and bad.loc[0, "error"] == "RuntimeError: boom"
+    assert status_table(_store(tmp_path, failed=False)).empty
+
+
+def test_layer_table_pairs_rankme_with_valid_and_test(tmp_path):
+    layers = layer_table(_store(tmp_path))
+    row = layers[(layers["run"] == "r_big") & (layers["task"] == "b") & (layers["layer"] == "1")].iloc[0]
+    assert row["rankme"] == pytest.approx(11 + 4 + 1 + 1)
+    assert row["valid"] == row["test"] == pytest.approx(row["rankme"] / 100)
+    assert len(layers) == 3 * 2 * 3  # (run, step) pairs x tasks x layers, "best" rows excluded
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 20), st.integers(0, 50)), min_size=1, max_size=30))
+def test_frontier_is_the_brute_force_upper_envelope(points):
+    df = pd.DataFrame(points, columns=["x", "y"])
+    front = frontier(df, "x", "y")
+    expected = sorted({(x, y) for x, y in points if all(y > y2 for x2, y2 in points if x2 < x)
+                       and y == max(y2 for x2, y2 in points if x2 == x)})
+    assert list(zip(front["x"], front["y"])) == expected
+
+
+def test_spearman_matches_scipy_and_is_nan_when_undefined():
+    from scipy import stats
+
+    x, y = np.array([1, 2, 3, 4, 5.0]), np.array([2, 1, 4, 3, 5.0])
+    assert spearman(x, y) == pytest.approx(stats.spearmanr(x, y).statistic)
+    assert np.isnan(spearman([1, 2, 3], [1, 1, 1])) and np.isnan(spearman([1, 2], [1, 2]))
+
+
+def test_band_and_prediction_interval_of_a_fitted_law():
+    rng = np.random.default_rng(0)
+    x = np.repeat(np.geomspace(1, 1000, 8), 4)
+    y = 2.0 * x ** 0.3 * np.exp(rng.normal(0, 0.05, x.size))
+    fit = PowerLawFit().fit(x, y)
+    with pytest.raises(RuntimeError, match="bootstrap"):
+        fit.band([10.0])
+    fit.bootstrap(300, seed=0)
+    grid = np.geomspace(1, 1000, 5)
+    low, high = fit.band(grid)
+    p_low, p_high = fit.predict_interval(grid)
+    assert np.all(low < fit.predict(grid)) and np.all(fit.predict(grid) < high)
+    assert np.all(p_low < low) and np.all(high < p_high)  # a new point scatters more than the law
+    assert np.all(low <= 2.0 * grid ** 0.3 * 1.05) and np.all(2.0 * grid ** 0.3 * 0.95 <= high)
+    # new observations from the same law fall inside their 95% interval about 95% of the time
+    x_new = rng.choice(np.geomspace(1, 1000, 8), 400)
+    y_new = 2.0 * x_new ** 0.3 * np.exp(rng.normal(0, 0.05, x_new.size))
+    lo, hi = fit.predict_interval(x_new)
+    assert 0.88 <= np.mean((lo <= y_new) & (y_new <= hi)) <= 0.995
+
+
+def test_law_summary_reports_exponent_interval_and_extrapolation():
+    x = np.repeat(np.geomspace(1, 100, 6), 3)
+    y = 3.0 * x ** -0.2 * np.exp(np.random.default_rng(1).normal(0, 0.02, x.size))
+    summary = law_summary(fit_law(x, y, n_bootstrap=200))
+    assert summary["lo"] < summary["exponent"] < summary["hi"]
+    assert abs(summary["exponent"] + 0.2) < 0.02 and summary["n"] == 18 and summary["n_failed"] == 0
+    assert 0 <= summary["extrap_err"] < 0.1 and 0 <= summary["extrap_inside"] <= 1
+    with warnings.catch_warnings():  # resamples of 4 points often hold one x level: failed refits, counted
+        warnings.simplefilter("ignore", RuntimeWarning)
+        tiny = law_summary(fit_law([1, 2, 1, 2.0], [1, 2, 1.1, 2.1], n_bootstrap=50))  # one level left: no refit
+    assert np.isnan(tiny["extrap_err"])

@@ -18,12 +18,14 @@ $(STAMP): requirements.lock pyproject.toml
 	$(PY) -m pip install --quiet --no-deps -e .
 	@touch $(STAMP)
 
-# executes every notebook of _toc.yml with papermill (PROFILE's parameters), then builds the book,
-# warnings as errors; the rendered book is _build/html/index.html
+# brings PROFILE's sweep up to date (results/PROFILE/), executes with papermill the notebooks of
+# _toc.yml whose inputs changed (the others are restored), checks the glue, builds the book with
+# warnings as errors: _build/html/index.html. BOOK_ARGS passes more options, e.g. "--force scaling".
 book: $(STAMP)
-	$(VENV)/bin/audiorank book --profile $(PROFILE)
+	$(VENV)/bin/audiorank book --profile $(PROFILE) $(BOOK_ARGS)
 
-# the whole suite, the book included (built with the smoke profile by tests/test_book.py)
+# the whole suite, the book included: the smoke sweep, every notebook and the book built once
+# (tests/conftest.py), its pages opened offline in Chromium (tests/test_browser.py)
 test: $(STAMP)
 	$(PY) -m pytest
 

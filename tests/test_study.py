@@ -131,6 +131,7 @@ def test_law_summary_reports_exponent_interval_and_extrapolation():
     summary = law_summary(fit_law(x, y, n_bootstrap=200))
     assert summary["lo"] < summary["exponent"] < summary["hi"]
     assert abs(summary["exponent"] + 0.2) < 0.02 and summary["n"] == 18 and summary["n_failed"] == 0
+    assert summary["direction"] == "falls"
     assert 0 <= summary["extrap_err"] < 0.1 and 0 <= summary["extrap_inside"] <= 1
     with warnings.catch_warnings():  # resamples of 4 points often hold one x level: failed refits, counted
         warnings.simplefilter("ignore", RuntimeWarning)

@@ -4,7 +4,7 @@ corpus    write the embedded corpus's tasks as HEAR task folders
 pretrain  pretrain an encoder on the embedded pretraining pool (checkpoints + a JSON summary)
 evaluate  an encoder on a HEAR task folder: RankMe per layer and probe scores, as JSON
 rank      RankMe of an embedding file
-book      execute every notebook with papermill and build the Jupyter Book
+book      sweep up to date → notebooks whose inputs changed (papermill) → Jupyter Book
 """
 
 from __future__ import annotations
@@ -71,14 +71,12 @@ def _rank(args: argparse.Namespace) -> int:
 
 
 def _book(args: argparse.Namespace) -> int:
-    from .book import build_book, execute_notebooks
+    from .book import build_book
 
-    if args.no_build:
-        execute_notebooks(args.profile, only=args.only or None)
-    elif args.only:
+    if args.only and not args.no_build:
         raise SystemExit("--only executes a subset of notebooks; it needs --no-build")
-    else:
-        build_book(args.profile)
+    build_book(args.profile, results=args.results, force=args.force or (), sweep=not args.no_sweep,
+               only=args.only or None, html=not args.no_build, workers=args.workers)
     return 0
 
 
@@ -270,8 +268,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_sweep)
 
-    book = commands.add_parser("book", help="execute every notebook with papermill and build the book")
-    book.add_argument("--profile", default="laptop", help="smoke, laptop, reference or a YAML path")
+    book = commands.add_parser(
+        "book", help="bring the sweep up to date, execute the notebooks whose inputs changed, build the book",
+        description="Bring PROFILE's sweep up to date in the results folder, execute with papermill each notebook "
+                    "of _toc.yml whose inputs changed (source, parameters, results tables, library code) into "
+                    "book/executed/, check the glue references, then `jupyter-book build` with warnings as errors. "
+                    "The rendered book is _build/html/index.html.")
+    book.add_argument("--profile", default="laptop", help="smoke, laptop, reference or a YAML path (default laptop)")
+    book.add_argument("--results", help="results folder the sweep fills and the notebooks read "
+                                        "(default results/<profile>/; a fresh folder trains from scratch)")
+    book.add_argument("--force", nargs="+", metavar="NAME", help="re-run these notebooks even if their inputs are unchanged")
+    book.add_argument("--no-sweep", action="store_true", help="use the results folder as it is; train nothing")
+    book.add_argument("--workers", type=int, default=1, help="sweep processes (one thread each; default 1, in-process)")
     book.add_argument("--no-build", action="store_true", help="only execute the notebooks")
     book.add_argument("--only", nargs="*", help="with --no-build: these notebooks only")
     book.set_defaults(func=_book)

@@ -186,15 +186,17 @@ def layer_table(results: Results, probe: str = "linear", level: str = "clip") ->
 
 def law_summary(fit: PowerLawFit, exponent: str = "b", extrapolate_levels: int = 1) -> dict[str, float]:
     """The numbers the book quotes for one fitted law: the exponent with its interval, R², points,
-    failed bootstrap refits, and the error when the `extrapolate_levels` largest x levels are held
+    failed bootstrap refits, the `direction` its interval resolves (text), and the error when the `extrapolate_levels` largest x levels are held
     out and predicted (mean |ŷ − y|/y and the fraction inside the 95% prediction interval; NaN
     when too few levels remain to fit)."""
     lo, hi = fit.ci_[exponent]
-    out = {"exponent": fit.params_[exponent], "lo": lo, "hi": hi, "r2": fit.r2_, "n": fit.n_points_,
-           "n_failed": fit.n_failed_}
+    direction = "rises" if lo > 0 else "falls" if hi < 0 else "has no resolved direction"
+    # plain Python numbers: myst-nb's glue formats their text form (np.float64(…) would not parse)
+    out = {"exponent": float(fit.params_[exponent]), "lo": float(lo), "hi": float(hi), "r2": float(fit.r2_),
+           "n": int(fit.n_points_), "n_failed": int(fit.n_failed_), "direction": direction}
     try:
         ex = fit.extrapolate(extrapolate_levels, n_bootstrap=200)
-        out.update(extrap_err=ex.mean_abs_rel_error, extrap_inside=ex.fraction_inside)
+        out.update(extrap_err=float(ex.mean_abs_rel_error), extrap_inside=float(ex.fraction_inside))
     except ValueError:
         out.update(extrap_err=float("nan"), extrap_inside=float("nan"))
     return out

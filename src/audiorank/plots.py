@@ -40,16 +40,30 @@ def spread(
 
 
 def log_ticks(ax: plt.Axes, axis: str = "x") -> None:
-    """Plain-number tick labels on a log axis (256, 1024, … rather than 10^2.4), as many per decade
-    as the axis's current range leaves room for: call it after plotting."""
+    """Readable tick labels on a log axis — plain numbers (256, 1,024), compact powers for large
+    values (3e12) — as many per decade as the axis's current range leaves room for: call it after
+    plotting."""
     target = getattr(ax, f"{axis}axis")
     low, high = getattr(ax, f"get_{axis}lim")()
     decades = np.log10(high / low) if low > 0 and high > low else 1.0
-    subs = (1.0,) if decades > 4 else (1.0, 2.0, 5.0) if decades > 1.5 else \
-        (1.0, 1.5, 2.0, 3.0, 5.0, 7.0) if decades > 0.5 else (1.0, 1.2, 1.5, 2.0, 2.5, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0)
+    large = high >= 1e5  # long labels: fewer of them
+    if decades > (1.2 if large else 2.5):
+        subs: tuple[float, ...] = (1.0,)
+    elif large:
+        subs = (1.0, 3.0) if decades > 0.5 else (1.0, 2.0, 5.0)
+    else:
+        subs = (1.0, 2.0, 5.0) if decades > 1.2 else (1.0, 1.5, 2.0, 3.0, 5.0, 7.0) if decades > 0.5 else \
+            (1.0, 1.2, 1.5, 2.0, 2.5, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0)
     target.set_major_locator(plt.LogLocator(base=10, subs=subs))
-    target.set_major_formatter(plt.FuncFormatter(lambda v, _: f"{v:,.0f}" if 1e3 <= v < 1e5 else f"{v:g}"))
+    target.set_major_formatter(plt.FuncFormatter(_tick_label))
     target.set_minor_formatter(plt.NullFormatter())
+
+
+def _tick_label(value: float, _position: Any = None) -> str:
+    if value >= 1e5:
+        mantissa, exponent = f"{value:.0e}".split("e")
+        return f"{mantissa}e{int(exponent)}"
+    return f"{value:,.0f}" if value >= 1e3 else f"{value:g}"
 
 
 def log_axes(ax: plt.Axes, which: str = "xy") -> plt.Axes:

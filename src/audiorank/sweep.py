@@ -459,6 +459,7 @@ def sweep(
         log(f"nothing to run: all {len(runs)} runs of profile {profile.get('name', '?')!r} are in {store.root}")
     failed = 0
     started, started_at = time.perf_counter(), time.strftime("%Y-%m-%dT%H:%M:%S%z")
+    where = environment() if todo else {}  # at the start: the commit the runs are made with
     # at most a few runs in flight, so each is written as soon as it ends (the inline executor
     # runs at submit time: submitting everything first would write nothing before the last run)
     in_flight_limit = 1 if executor == "inline" else 2 * workers
@@ -488,7 +489,7 @@ def sweep(
     counts = {"planned": len(runs), "present": len(runs) - len(todo), "ran": len(todo), "failed": failed}
     if todo:
         store.log_session({"started": started_at, "wall_time_s": round(time.perf_counter() - started, 1),
-                           "executor": executor, "workers": workers, **counts, **environment()})
+                           "executor": executor, "workers": workers, **counts, **where})
     return counts
 
 

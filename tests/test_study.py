@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from audiorank.fit import PowerLawFit
-from audiorank.study import (axis_points, checkpoints, fit_law, frontier, law_summary, layer_table, load_results,
+from audiorank.study import (axis_points, checkpoints, fit_law, frontier, law_summary, law_table, layer_table, load_results,
                              spearman, status_table)
 
 
@@ -137,3 +137,14 @@ def test_law_summary_reports_exponent_interval_and_extrapolation():
         warnings.simplefilter("ignore", RuntimeWarning)
         tiny = law_summary(fit_law([1, 2, 1, 2.0], [1, 2, 1.1, 2.1], n_bootstrap=50))  # one level left: no refit
     assert np.isnan(tiny["extrap_err"])
+
+
+def test_law_table_rounds_and_keeps_every_law():
+    x = np.geomspace(1, 100, 12)
+    laws = {"a": law_summary(fit_law(x, 2 * x ** 0.5, n_bootstrap=100)),
+            "b": law_summary(fit_law(x, 3 * x ** -0.2, n_bootstrap=100))}
+    table = law_table(laws, "axis")
+    assert list(table.index) == ["a", "b"] and table.index.name == "axis"
+    assert table.loc["a", "b"] == pytest.approx(0.5, abs=1e-3) and table.loc["b", "direction"] == "falls"
+    lo, hi = (float(v) for v in table.loc["a", "95% interval"].strip("[]").split(","))
+    assert lo <= 0.5 <= hi

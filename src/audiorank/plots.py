@@ -39,28 +39,48 @@ def spread(
     return ax
 
 
+#: tick positions per decade, sparsest first; log_ticks takes the densest that fits
+_LOG_SUBS: tuple[tuple[float, ...], ...] = ((1.0,), (1.0, 3.0), (1.0, 2.0, 5.0), (1.0, 1.5, 2.0, 3.0, 5.0, 7.0),
+                                             (1.0, 1.2, 1.5, 2.0, 2.5, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0))
+
+
 def log_ticks(ax: plt.Axes, axis: str = "x") -> None:
     """Readable tick labels on a log axis — plain numbers (256, 1,024), compact powers for large
-    values (3e12) — as many per decade as the axis's current range leaves room for: call it after
-    plotting."""
+    values (3e12) — as many per decade as the panel's size leaves room for without labels touching:
+    call it after plotting and after setting the figure size."""
     target = getattr(ax, f"{axis}axis")
     low, high = getattr(ax, f"get_{axis}lim")()
-    decades = np.log10(high / low) if low > 0 and high > low else 1.0
-    large = high >= 1e5  # long labels: fewer of them
-    if decades > (1.2 if large else 2.5):
-        subs: tuple[float, ...] = (1.0,)
-    elif large:
-        subs = (1.0, 3.0) if decades > 0.5 else (1.0, 2.0, 5.0)
-    else:
-        subs = (1.0, 2.0, 5.0) if decades > 1.2 else (1.0, 1.5, 2.0, 3.0, 5.0, 7.0) if decades > 0.5 else \
-            (1.0, 1.2, 1.5, 2.0, 2.5, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0)
-    target.set_major_locator(plt.LogLocator(base=10, subs=subs))
+    if not (low > 0 and high > low):
+        return
+    box = ax.get_position()
+    fig_w, fig_h = ax.figure.get_size_inches()
+    length = box.width * fig_w if axis == "x" else box.height * fig_h  # inches
+    font = plt.rcParams["xtick.labelsize" if axis == "x" else "ytick.labelsize"]
+    points = font if isinstance(font, (int, float)) else plt.rcParams["font.size"] * 0.9
+    chosen = _LOG_SUBS[0]
+    for subs in _LOG_SUBS:
+        ticks = [m * 10.0**e for e in range(int(np.floor(np.log10(low))), int(np.ceil(np.log10(high))) + 1)
+                 for m in subs if low <= m * 10.0**e <= high]
+        # a label's extent along the axis: its width (x) or its line height (y), plus a gap
+        extent = (max((len(_tick_label(t)) for t in ticks), default=1) * 0.6 + 1.5 if axis == "x" else 2.2) * points / 72
+        if len(ticks) <= 1 or _fits(np.log10(ticks), np.log10(low), np.log10(high), length, extent):
+            chosen = subs
+        else:
+            break
+    target.set_major_locator(plt.LogLocator(base=10, subs=chosen))
     target.set_major_formatter(plt.FuncFormatter(_tick_label))
     target.set_minor_formatter(plt.NullFormatter())
 
 
+def _fits(positions: np.ndarray, low: float, high: float, length: float, extent: float) -> bool:
+    """Whether labels `extent` inches long centred at these log positions leave each other room."""
+    inches = (np.asarray(positions) - low) / (high - low) * length
+    return bool(np.all(np.diff(np.sort(inches)) >= extent))
+
+
 def _tick_label(value: float, _position: Any = None) -> str:
-    if value >= 1e5:
+    # powers from 10^4 up, so one axis never mixes "10,000" with "1e5"
+    if value >= 1e4:
         mantissa, exponent = f"{value:.0e}".split("e")
         return f"{mantissa}e{int(exponent)}"
     return f"{value:,.0f}" if value >= 1e3 else f"{value:g}"

@@ -31,6 +31,7 @@ __all__ = [
     "fit_law",
     "frontier",
     "law_summary",
+    "law_table",
     "layer_table",
     "load_results",
     "spearman",
@@ -200,3 +201,17 @@ def law_summary(fit: PowerLawFit, exponent: str = "b", extrapolate_levels: int =
     except ValueError:
         out.update(extrap_err=float("nan"), extrap_inside=float("nan"))
     return out
+
+
+def law_table(laws: dict[str, dict[str, Any]], index_name: str = "") -> pd.DataFrame:
+    """The laws of `law_summary` as a table for reading: one row per law, the exponent with its 95%
+    interval, R² on logs, points, failed refits, direction and held-out error, rounded to 3 digits."""
+    rows = {}
+    for name, s in laws.items():
+        rows[name] = {"b": round(s["exponent"], 3), "95% interval": f"[{s['lo']:.3f}, {s['hi']:.3f}]",
+                      "R² (logs)": round(s["r2"], 3), "points": s["n"], "failed refits": s["n_failed"],
+                      "direction": "unresolved" if s["direction"].startswith("has no") else s["direction"],
+                      "held-out error": "–" if np.isnan(s.get("extrap_err", np.nan)) else f"{s['extrap_err']:.1%}"}
+    table = pd.DataFrame.from_dict(rows, orient="index")
+    table.index.name = index_name or None
+    return table

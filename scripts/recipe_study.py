@@ -33,6 +33,7 @@ RECIPES: dict[str, dict] = {
     "byol": {"objective": "byol", "encoder": "vit-tiny", "lr": 1e-3, "warmup_steps": 100},
     "d2v": {"objective": "d2v", "encoder": "vit-tiny", "lr": 1e-3, "warmup_steps": 100},
     "d2v-p16": {"objective": "d2v", "encoder": "vit-tiny-p16", "lr": 1e-3, "warmup_steps": 100},
+    "cnn-byol": {"objective": "byol", "encoder": "cnn-nano", "lr": 1e-3, "warmup_steps": 100},  # BYOL-A's shape
 }
 
 
@@ -49,13 +50,15 @@ def steps_for_budget(recipe: str, budget_s: float, clips: int, probe_steps: int 
     return max(50, int(round(budget_s * rate / 50.0)) * 50), rate
 
 
-def probe_tasks(encoder: str, tasks: dict, seed: int, max_epochs: int) -> dict[str, dict]:
-    """Linear-probe score (test, best valid layer) and per-layer clip RankMe on every task."""
+def probe_tasks(encoder: str, tasks: dict, seed: int, max_epochs: int | None) -> dict[str, dict]:
+    """Linear-probe score (test, best valid layer; `evaluate`'s protocol, its epochs unless
+    `max_epochs` is given), the spread over probe seeds, and per-layer clip RankMe on every task."""
     out = {}
+    options = {"max_epochs": max_epochs} if max_epochs else None
     for name, task in tasks.items():
-        r = evaluate(encoder, task, probes=("linear",), probe_options={"max_epochs": max_epochs},
-                     max_rank_samples=2000, seed=seed)
+        r = evaluate(encoder, task, probes=("linear",), probe_options=options, max_rank_samples=2000, seed=seed)
         out[name] = {"score": r["scores"]["linear"]["best"], "layer": r["best_layer"]["linear"],
+                     "probe_seed_scores": r.get("seed_scores", {}).get("linear"),
                      "per_layer": {k: v for k, v in r["scores"]["linear"].items() if k != "best"},
                      "rankme": r["rankme"]}
     return out
@@ -119,7 +122,9 @@ def run_study(args: argparse.Namespace) -> list[dict]:
 
 
 def table(rows: list[dict]) -> str:
-    """Markdown: per recipe, mean test score per task over seeds and its difference to random init."""
+    """Markdown: per recipe, mean ± std over seeds of the test score per task, its difference to
+    random init of the same preset and seeds, and `wins`: the tasks where that difference exceeds
+    twice the larger of the two seed standard deviations."""
     base: dict[tuple[str, str], list[float]] = {}
     by_seed: dict[tuple[str, str, int], float] = {}  # the baseline of the same preset and seed
     for r in rows:
@@ -129,23 +134,29 @@ def table(rows: list[dict]) -> str:
                 by_seed[(r["name"], t, r["seed"])] = v["score"]
     finals = [r for r in rows if r["kind"] == "recipe" and r.get("step") is None]
     task_names = sorted({t for r in rows for t in r["tasks"]})
-    lines = ["| recipe | preset | steps | steps/s (1 thread) | seeds | " + " | ".join(task_names) + " | wins |",
+    lines = ["| recipe | preset | steps | steps/s (1 thread) | seeds | " + " | ".join(task_names) + " | wins (> 2σ) |",
              "|---" * (len(task_names) + 6) + "|"]
     for preset in sorted({r["name"] for r in rows if r["kind"] == "random"}):
-        cells = [f"{np.mean(base[(preset, t)]):.3f}" if (preset, t) in base else "" for t in task_names]
+        cells = [f"{np.mean(base[(preset, t)]):.3f} ± {np.std(base[(preset, t)], ddof=1) if len(base[(preset, t)]) > 1 else 0:.3f}"
+                 if (preset, t) in base else "" for t in task_names]
         lines.append(f"| random init | {preset} | 0 | | {len(base.get((preset, task_names[0]), []))} | "
                      + " | ".join(cells) + " | |")
     for name in dict.fromkeys(r["name"] for r in finals):
         rs = [r for r in finals if r["name"] == name]
-        cells, wins = [], 0
+        cells, wins, clear = [], 0, 0
         for t in task_names:
             s = [r["tasks"][t]["score"] for r in rs if t in r["tasks"]]
             b = [by_seed.get((r["preset"], t, r["seed"]), float("nan")) for r in rs if t in r["tasks"]]
-            d = np.mean(s) - np.mean(b) if s else float("nan")
+            if not s:
+                cells.append("")
+                continue
+            d = np.mean(s) - np.mean(b)
+            sd = max(np.std(s, ddof=1), np.std(b, ddof=1)) if len(s) > 1 else float("nan")
             wins += int(d > 0)
-            cells.append(f"{np.mean(s):.3f} ({d:+.3f})" if s else "")
+            clear += int(d > 2 * sd)
+            cells.append(f"{np.mean(s):.3f} ± {0 if len(s) < 2 else np.std(s, ddof=1):.3f} ({d:+.3f})")
         lines.append(f"| {name} | {rs[0]['preset']} | {rs[0]['steps']} | {rs[0]['steps_per_s_1thread']:.2f} | "
-                     f"{len(rs)} | " + " | ".join(cells) + f" | {wins}/{len(task_names)} |")
+                     f"{len(rs)} | " + " | ".join(cells) + f" | {clear}/{len(task_names)} ({wins} ahead) |")
     return "\n".join(lines) + "\n"
 
 
@@ -169,7 +180,12 @@ def compute_table(rows: list[dict], recipe: str) -> str:
         lines.append(f"| {step} | {len(rs)} | " + " | ".join(
             f"{np.mean([r['tasks'][t]['score'] for r in rs]):.3f}" for t in task_names) + " |")
     rho = [spearmanr(*zip(*pooled[t]))[0] for t in task_names]
-    lines.append("| Spearman (pooled) | | " + " | ".join(f"{v:.2f}" for v in rho) + " |")
+    lines.append("| Spearman score–step (pooled) | | " + " | ".join(f"{v:.2f}" for v in rho) + " |")
+    # RankMe of the last layer (the encoder's output, as the study measures it) against the score
+    pairs = {t: [(r["tasks"][t]["rankme"][max(r["tasks"][t]["rankme"], key=int)], r["tasks"][t]["score"])
+                 for r in ckpts] for t in task_names}
+    rho = [spearmanr(*zip(*pairs[t]))[0] for t in task_names]
+    lines.append("| Spearman RankMe–score (pooled) | | " + " | ".join(f"{v:.2f}" for v in rho) + " |")
     return "\n".join(lines) + "\n"
 
 
@@ -186,7 +202,7 @@ def main() -> None:
     parser.add_argument("--clips", type=int, default=2000, help="pretraining pool size")
     parser.add_argument("--checkpoint-fractions", type=float, nargs="*", default=[],
                         help="also probe checkpoints at these fractions of the run (0: init)")
-    parser.add_argument("--max-epochs", type=int, default=50, help="linear-probe epochs")
+    parser.add_argument("--max-epochs", type=int, help="linear-probe epochs (default: the protocol's)")
     parser.add_argument("--table-only", action="store_true", help="only rewrite the tables from rows.jsonl")
     parser.add_argument("--curve", nargs="+", default=["default", "default-12k"],
                         help="recipes whose checkpoints form the compute tables")

@@ -34,6 +34,9 @@ RECIPES: dict[str, dict] = {
     "d2v": {"objective": "d2v", "encoder": "vit-tiny", "lr": 1e-3, "warmup_steps": 100},
     "d2v-p16": {"objective": "d2v", "encoder": "vit-tiny-p16", "lr": 1e-3, "warmup_steps": 100},
     "cnn-byol": {"objective": "byol", "encoder": "cnn-nano", "lr": 1e-3, "warmup_steps": 100},  # BYOL-A's shape
+    # the same with the random resize crop in time only (frequency rows kept: pitch, formants)
+    "cnn-byol-tcrop": {"objective": "byol", "encoder": "cnn-nano", "lr": 1e-3, "warmup_steps": 100,
+                       "crop_scale": ((0.6, 1.0), (1.0, 1.0))},
 }
 
 

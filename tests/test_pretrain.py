@@ -326,3 +326,28 @@ def test_bf16_autocast_path_runs(arch):
     config = small(objective=objective, encoder=ENCODERS[arch], steps=2, dtype="bfloat16")
     result = pretrain(config, DATA, progress=False)
     assert result.status == "ok" and all(math.isfinite(v) for v in result.losses)
+
+
+def test_time_only_crop_keeps_every_frequency_row_and_full_crop_does_not():
+    """crop_scale ((lo, hi), (1, 1)) resamples time only: a spectrum that is constant in time comes
+    back unchanged (pitch and formants stay where they were); the default crop moves frequency rows."""
+    from audiorank.objectives import augment
+
+    spectrum = torch.linspace(-3, 3, 64)[None, :, None].expand(8, 64, 50).contiguous()  # (B, F, T), constant in time
+    plain = dict(mixup=0.0, gain=0.0)
+    time_only = augment(spectrum, PretrainConfig(objective="byol", crop_scale=((0.6, 1.0), (1.0, 1.0)), **plain),
+                        torch.Generator().manual_seed(0))
+    assert torch.allclose(time_only, spectrum, atol=1e-5)
+    both = augment(spectrum, PretrainConfig(objective="byol", **plain), torch.Generator().manual_seed(0))
+    assert not torch.allclose(both, spectrum, atol=1e-3)
+
+
+@pytest.mark.parametrize("bad", [(0.0, 1.0), (0.8, 0.6), ((0.6, 1.0),), ((0.6, 1.0), (1.0, 1.2)), ("a", 1.0)])
+def test_bad_crop_scale_is_refused_naming_the_field(bad):
+    with pytest.raises(ValueError, match="crop_scale"):
+        PretrainConfig(objective="byol", crop_scale=bad)
+
+
+def test_crop_scale_from_yaml_lists_equals_tuples():
+    assert PretrainConfig(crop_scale=[[0.6, 1.0], [1.0, 1.0]]).crop_scale == ((0.6, 1.0), (1.0, 1.0))
+    assert PretrainConfig(crop_scale=[0.6, 1.0]).crop_scale == (0.6, 1.0)

@@ -58,6 +58,18 @@ def log_spaced_steps(steps: int) -> tuple[int, ...]:
     return tuple(sorted({0} | {round(steps / 2**k) for k in range(5)}))
 
 
+def _crop_scale(value: Any) -> tuple:
+    """A crop scale as given, with tuples for lists (YAML and JSON give lists), checked: either
+    (lo, hi) or ((time_lo, time_hi), (freq_lo, freq_hi)), each range 0 < lo <= hi <= 1."""
+    value = tuple(tuple(v) if isinstance(v, (list, tuple)) else v for v in value)
+    ranges = value if len(value) == 2 and all(isinstance(v, tuple) for v in value) else (value,)
+    for r in ranges:
+        if not (len(r) == 2 and all(isinstance(v, (int, float)) for v in r) and 0 < r[0] <= r[1] <= 1):
+            raise ValueError("PretrainConfig.crop_scale must be (lo, hi) or ((time_lo, time_hi), (freq_lo, freq_hi)) "
+                             f"with 0 < lo <= hi <= 1, got {value!r}")
+    return value
+
+
 @dataclass
 class PretrainConfig:
     # defaults: the recipe chosen by scripts/recipe_study.py at fixed compute on the corpus tasks
@@ -87,7 +99,10 @@ class PretrainConfig:
     proj_dim: int = 256  # projector output size
     proj_hidden: int = 1024  # projector / predictor hidden size
     mixup: float = 0.4  # max mixing weight of another clip of the batch (log-mel domain mixup)
-    crop_scale: tuple[float, float] = (0.6, 1.0)  # random resize crop: kept fraction per axis
+    # random resize crop, kept fraction per axis: (lo, hi) for time and frequency alike, or
+    #   ((time_lo, time_hi), (freq_lo, freq_hi)); ((0.6, 1.0), (1.0, 1.0)) crops time only and keeps
+    #   pitch and formant positions (resizing frequency teaches invariance to exactly those)
+    crop_scale: tuple = (0.6, 1.0)
     gain: float = 0.5  # max additive offset in log-mel units (a gain change for natural-log mels)
     # run
     checkpoint_steps: tuple[int, ...] | None = None  # save after these steps (0: before training);
@@ -106,7 +121,7 @@ class PretrainConfig:
         if self.steps < 1 or self.batch_size < 1:
             raise ValueError(f"PretrainConfig.steps and batch_size must be >= 1, got {self.steps}, {self.batch_size}")
         self.betas = tuple(self.betas)
-        self.crop_scale = tuple(self.crop_scale)
+        self.crop_scale = _crop_scale(self.crop_scale)
         if self.checkpoint_steps is not None:
             self.checkpoint_steps = tuple(int(s) for s in self.checkpoint_steps)
             bad = [s for s in self.checkpoint_steps if not 0 <= s <= self.steps]

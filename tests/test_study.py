@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from audiorank.fit import PowerLawFit
-from audiorank.study import (axis_points, checkpoints, fit_law, frontier, law_summary, law_table, layer_table, load_results,
+from audiorank.study import (axis_points, checkpoints, claim_verdict, fit_law, frontier, law_summary, law_table, layer_table, load_results,
                              spearman, status_table)
 
 
@@ -148,3 +148,11 @@ def test_law_table_rounds_and_keeps_every_law():
     assert table.loc["a", "b"] == pytest.approx(0.5, abs=1e-3) and table.loc["b", "direction"] == "falls"
     lo, hi = (float(v) for v in table.loc["a", "95% interval"].strip("[]").split(","))
     assert lo <= 0.5 <= hi
+
+
+def test_claim_verdict_names_every_point_of_disagreement():
+    assert claim_verdict({"model size": True, "compute": True}) == "our data agree"
+    assert claim_verdict({"model size": False, "data": True}) == "our data disagree on model size"
+    assert claim_verdict({"a": False, "b": False, "c": False}) == "our data disagree on a, b and c"
+    with pytest.raises(ValueError):
+        claim_verdict({})

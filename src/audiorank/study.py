@@ -28,6 +28,7 @@ __all__ = [
     "Results",
     "axis_points",
     "checkpoints",
+    "claim_verdict",
     "fit_law",
     "frontier",
     "law_summary",
@@ -215,3 +216,15 @@ def law_table(laws: dict[str, dict[str, Any]], index_name: str = "") -> pd.DataF
     table = pd.DataFrame.from_dict(rows, orient="index")
     table.index.name = index_name or None
     return table
+
+
+def claim_verdict(checks: dict[str, bool]) -> str:
+    """The book's one-line verdict on a published claim from named checks (True: our data agree on
+    that point): "our data agree" or "our data disagree on X and Y"."""
+    if not checks:
+        raise ValueError("claim_verdict needs at least one check")
+    failed = [name for name, ok in checks.items() if not ok]
+    if not failed:
+        return "our data agree"
+    listed = failed[0] if len(failed) == 1 else ", ".join(failed[:-1]) + " and " + failed[-1]
+    return f"our data disagree on {listed}"

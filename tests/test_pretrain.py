@@ -351,3 +351,32 @@ def test_bad_crop_scale_is_refused_naming_the_field(bad):
 def test_crop_scale_from_yaml_lists_equals_tuples():
     assert PretrainConfig(crop_scale=[[0.6, 1.0], [1.0, 1.0]]).crop_scale == ((0.6, 1.0), (1.0, 1.0))
     assert PretrainConfig(crop_scale=[0.6, 1.0]).crop_scale == (0.6, 1.0)
+
+
+@pytest.mark.parametrize("n_clips", [40, 130])  # fewer and more clips than the statistics use
+def test_pool_log_mels_equal_the_plain_computation_and_are_generated_once(monkeypatch, n_clips):
+    from audiorank.audio import LogMel, pretraining_pool
+    from audiorank.audio.tasks import PretrainingPool
+
+    monkeypatch.setattr(pretrain_module, "_STATS_CLIPS", 100)
+    monkeypatch.setattr(pretrain_module, "_POOL_CACHE", type(pretrain_module._POOL_CACHE)())
+    pool = pretraining_pool(n_clips, seconds=0.25, seed=3)
+    plain = LogMel().fit_stats(pool, max_clips=min(n_clips, 100))
+    with torch.no_grad():
+        expected = torch.cat([plain(torch.from_numpy(pool.batch(a, min(a + 32, n_clips))))
+                              for a in range(0, n_clips, 32)])
+
+    generated = []
+    clip = PretrainingPool.clip
+    monkeypatch.setattr(PretrainingPool, "clip", lambda self, i: generated.append(i) or clip(self, i))
+    frontend, mels = pretrain_module.pool_log_mels(n_clips, 0.25, 3, batch_size=32)
+    assert torch.equal(mels, expected)
+    assert all(torch.equal(frontend.state_dict()[k], v) for k, v in plain.state_dict().items())
+    # every clip once; only the batch straddling the statistics' clips (96..127) is generated again
+    assert sorted(generated) == sorted([*range(n_clips), *range(96, min(n_clips, 100))])
+    generated.clear()
+    again, mels_again = pretrain_module.pool_log_mels(n_clips, 0.25, 3, batch_size=32)
+    assert generated == [] and mels_again is mels  # from the cache: nothing generated
+    assert all(torch.equal(again.state_dict()[k], v) for k, v in plain.state_dict().items())
+    other_seed = pretrain_module.pool_log_mels(n_clips, 0.25, 4, batch_size=32)[1]
+    assert not torch.equal(other_seed, mels)

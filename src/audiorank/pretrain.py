@@ -26,6 +26,7 @@ import dataclasses
 import math
 import os
 import time
+from collections import OrderedDict
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -470,15 +471,46 @@ def pretrain_on_pool(
     checkpoint (`extra["frontend"]`), so `audiorank evaluate` feeds the encoder the same features
     it was trained on. `resume`/`state_every` as in `pretrain` (the pool is rebuilt identically).
     """
-    from .audio import LogMel, pretraining_pool
-
     if n_clips < config.batch_size:
         raise ValueError(f"n_clips ({n_clips}) must be at least the batch size ({config.batch_size})")
-    pool = pretraining_pool(n_clips, seconds=seconds, seed=config.seed)
-    frontend = LogMel().fit_stats(pool, max_clips=min(n_clips, 2000))  # plenty for 64 means and stds
-    with torch.no_grad():
-        mels = torch.cat([frontend(torch.from_numpy(pool.batch(a, min(a + batch_size, n_clips))))
-                          for a in range(0, n_clips, batch_size)])  # (n_clips, n_mels, frames)
+    frontend, mels = pool_log_mels(n_clips, seconds, config.seed)
     extra = {"frontend": frontend.state_dict(), "pool": {"n_clips": n_clips, "seconds": seconds}}
     return pretrain(config, mels, out_dir=out_dir, progress=progress, checkpoint_extra=extra, resume=resume,
                     state_every=state_every)
+
+
+# A sweep worker pretrains run after run on the same few pools (one per seed, mostly): the pool's
+# clips are generated, fitted and turned into log-mels once per process, not once per run.
+_POOL_CACHE: OrderedDict[tuple, tuple[dict, torch.Tensor]] = OrderedDict()
+POOL_CACHE_SIZE = 4  # pools kept per process (a laptop pool of 2000 one-second clips: 52 MB of log-mels)
+_STATS_CLIPS = 2000  # clips the front end's statistics are fitted on: plenty for 64 means and stds
+
+
+def pool_log_mels(n_clips: int, seconds: float = 1.0, seed: int = 0, batch_size: int = 256):
+    """(front end fitted on the pool, its normalised log-mels (n_clips, n_mels, frames)) for the
+    embedded corpus's unlabeled pool, kept for the next call with the same pool (LRU of
+    `POOL_CACHE_SIZE`; the tensor is shared, so callers must not modify it in place)."""
+    from .audio import LogMel, pretraining_pool
+
+    pool = pretraining_pool(n_clips, seconds=seconds, seed=seed)
+    sf = Path(pool.soundfont).stat()
+    key = (n_clips, float(seconds), seed, pool.soundfont, sf.st_size, sf.st_mtime_ns)
+    if key in _POOL_CACHE:
+        _POOL_CACHE.move_to_end(key)
+        state, mels = _POOL_CACHE[key]
+        frontend = LogMel()
+        frontend.load_state_dict(state)
+        return frontend, mels
+    # each clip is generated once: the statistics' clips are kept for the log-mels
+    head = pool.batch(0, min(n_clips, _STATS_CLIPS))
+    frontend = LogMel().fit_stats(head)
+    chunks = []
+    with torch.no_grad():
+        for a in range(0, n_clips, batch_size):
+            stop = min(a + batch_size, n_clips)
+            chunks.append(frontend(torch.from_numpy(head[a:stop] if stop <= len(head) else pool.batch(a, stop))))
+    mels = torch.cat(chunks)  # (n_clips, n_mels, frames)
+    _POOL_CACHE[key] = ({k: v.clone() for k, v in frontend.state_dict().items()}, mels)
+    while len(_POOL_CACHE) > POOL_CACHE_SIZE:
+        _POOL_CACHE.popitem(last=False)
+    return frontend, mels

@@ -380,3 +380,15 @@ def test_pool_log_mels_equal_the_plain_computation_and_are_generated_once(monkey
     assert all(torch.equal(again.state_dict()[k], v) for k, v in plain.state_dict().items())
     other_seed = pretrain_module.pool_log_mels(n_clips, 0.25, 4, batch_size=32)[1]
     assert not torch.equal(other_seed, mels)
+
+
+def test_pool_cache_keeps_recent_pools_within_its_byte_budget(monkeypatch):
+    monkeypatch.setattr(pretrain_module, "_POOL_CACHE", type(pretrain_module._POOL_CACHE)())
+    one_pool = pretrain_module.pool_log_mels(16, 0.25, 0)[1].nbytes
+    monkeypatch.setattr(pretrain_module, "POOL_CACHE_BYTES", 2 * one_pool)
+    for seed in (1, 2, 0):  # seed 0 used again: it becomes the most recent
+        pretrain_module.pool_log_mels(16, 0.25, seed)
+    assert [key[2] for key in pretrain_module._POOL_CACHE] == [2, 0]  # seed 1, least recent, evicted
+    monkeypatch.setattr(pretrain_module, "POOL_CACHE_BYTES", 0)
+    pretrain_module.pool_log_mels(16, 0.25, 5)
+    assert [key[2] for key in pretrain_module._POOL_CACHE] == [5]  # the pool just made is kept

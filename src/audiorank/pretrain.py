@@ -482,14 +482,16 @@ def pretrain_on_pool(
 # A sweep worker pretrains run after run on the same few pools (one per seed, mostly): the pool's
 # clips are generated, fitted and turned into log-mels once per process, not once per run.
 _POOL_CACHE: OrderedDict[tuple, tuple[dict, torch.Tensor]] = OrderedDict()
-POOL_CACHE_SIZE = 4  # pools kept per process (a laptop pool of 2000 one-second clips: 52 MB of log-mels)
+# log-mels kept per process: a laptop pool (2000 one-second clips) is 52 MB, the reference base pool
+# (20,000 two-second clips) 1 GB; the pool just made is always kept
+POOL_CACHE_BYTES = 2 * 2**30
 _STATS_CLIPS = 2000  # clips the front end's statistics are fitted on: plenty for 64 means and stds
 
 
 def pool_log_mels(n_clips: int, seconds: float = 1.0, seed: int = 0, batch_size: int = 256):
     """(front end fitted on the pool, its normalised log-mels (n_clips, n_mels, frames)) for the
     embedded corpus's unlabeled pool, kept for the next call with the same pool (LRU of
-    `POOL_CACHE_SIZE`; the tensor is shared, so callers must not modify it in place)."""
+    `POOL_CACHE_BYTES`; the tensor is shared, so callers must not modify it in place)."""
     from .audio import LogMel, pretraining_pool
 
     pool = pretraining_pool(n_clips, seconds=seconds, seed=seed)
@@ -511,6 +513,6 @@ def pool_log_mels(n_clips: int, seconds: float = 1.0, seed: int = 0, batch_size:
             chunks.append(frontend(torch.from_numpy(head[a:stop] if stop <= len(head) else pool.batch(a, stop))))
     mels = torch.cat(chunks)  # (n_clips, n_mels, frames)
     _POOL_CACHE[key] = ({k: v.clone() for k, v in frontend.state_dict().items()}, mels)
-    while len(_POOL_CACHE) > POOL_CACHE_SIZE:
-        _POOL_CACHE.popitem(last=False)
+    while len(_POOL_CACHE) > 1 and sum(m.nbytes for _, m in _POOL_CACHE.values()) > POOL_CACHE_BYTES:
+        _POOL_CACHE.popitem(last=False)  # the least recently used
     return frontend, mels

@@ -37,6 +37,10 @@ RECIPES: dict[str, dict] = {
     # the same with the random resize crop in time only (frequency rows kept: pitch, formants)
     "cnn-byol-tcrop": {"objective": "byol", "encoder": "cnn-nano", "lr": 1e-3, "warmup_steps": 100,
                        "crop_scale": ((0.6, 1.0), (1.0, 1.0))},
+    # the default with a slower teacher: its first targets stay those of the random teacher longer
+    # (at 0.99 the teacher follows the student within ~100 steps, as pitch scores dip below init)
+    "default-ema999": {"ema_momentum": 0.999},
+    "default-ema9999": {"ema_momentum": 0.9999},
 }
 
 

@@ -473,7 +473,7 @@ def pretrain_on_pool(
     """
     if n_clips < config.batch_size:
         raise ValueError(f"n_clips ({n_clips}) must be at least the batch size ({config.batch_size})")
-    frontend, mels = pool_log_mels(n_clips, seconds, config.seed)
+    frontend, mels = pool_log_mels(n_clips, seconds, config.seed, batch_size)
     extra = {"frontend": frontend.state_dict(), "pool": {"n_clips": n_clips, "seconds": seconds}}
     return pretrain(config, mels, out_dir=out_dir, progress=progress, checkpoint_extra=extra, resume=resume,
                     state_every=state_every)
@@ -496,7 +496,7 @@ def pool_log_mels(n_clips: int, seconds: float = 1.0, seed: int = 0, batch_size:
 
     pool = pretraining_pool(n_clips, seconds=seconds, seed=seed)
     sf = Path(pool.soundfont).stat()
-    key = (n_clips, float(seconds), seed, pool.soundfont, sf.st_size, sf.st_mtime_ns)
+    key = (n_clips, float(seconds), seed, batch_size, pool.soundfont, sf.st_size, sf.st_mtime_ns)
     if key in _POOL_CACHE:
         _POOL_CACHE.move_to_end(key)
         state, mels = _POOL_CACHE[key]

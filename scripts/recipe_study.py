@@ -41,6 +41,9 @@ RECIPES: dict[str, dict] = {
     # (at 0.99 the teacher follows the student within ~100 steps, as pitch scores dip below init)
     "default-ema999": {"ema_momentum": 0.999},
     "default-ema9999": {"ema_momentum": 0.9999},
+    # the default with gentler first steps (pitch dips below init by step 500 whatever the teacher)
+    "default-warm2000": {"warmup_steps": 2000},
+    "default-lr3e-4": {"lr": 3e-4},
 }
 
 

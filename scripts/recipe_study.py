@@ -60,13 +60,15 @@ def steps_for_budget(recipe: str, budget_s: float, clips: int, probe_steps: int 
     return max(50, int(round(budget_s * rate / 50.0)) * 50), rate
 
 
-def probe_tasks(encoder: str, tasks: dict, seed: int, max_epochs: int | None) -> dict[str, dict]:
+def probe_tasks(encoder: str, tasks: dict, seed: int, max_epochs: int | None,
+                pooling: str = "mean") -> dict[str, dict]:
     """Linear-probe score (test, best valid layer; `evaluate`'s protocol, its epochs unless
     `max_epochs` is given), the spread over probe seeds, and per-layer clip RankMe on every task."""
     out = {}
     options = {"max_epochs": max_epochs} if max_epochs else None
     for name, task in tasks.items():
-        r = evaluate(encoder, task, probes=("linear",), probe_options=options, max_rank_samples=2000, seed=seed)
+        r = evaluate(encoder, task, probes=("linear",), probe_options=options, max_rank_samples=2000, seed=seed,
+                     pooling=pooling)
         out[name] = {"score": r["scores"]["linear"]["best"], "layer": r["best_layer"]["linear"],
                      "probe_seed_scores": r.get("seed_scores", {}).get("linear"),
                      "per_layer": {k: v for k, v in r["scores"]["linear"].items() if k != "best"},
@@ -102,7 +104,7 @@ def run_study(args: argparse.Namespace) -> list[dict]:
             if ("random", preset, seed, None) not in have:
                 t0 = time.perf_counter()
                 emit({"kind": "random", "name": preset, "seed": seed,
-                      "tasks": probe_tasks(f"random:{preset}", tasks, seed, args.max_epochs),
+                      "tasks": probe_tasks(f"random:{preset}", tasks, seed, args.max_epochs, args.pooling),
                       "wall_s": round(time.perf_counter() - t0, 1)})
                 have.add(("random", preset, seed, None))
     for recipe in args.recipes:
@@ -126,7 +128,7 @@ def run_study(args: argparse.Namespace) -> list[dict]:
                           "preset": config.encoder, "steps_per_s_1thread": round(result.steps_per_second, 3),
                           "probe_steps_per_s": round(rate, 3), "train_s": round(train_s, 1),
                           "final_loss": result.losses[-1], "status": result.status,
-                          "tasks": probe_tasks(path, tasks, seed, args.max_epochs),
+                          "tasks": probe_tasks(path, tasks, seed, args.max_epochs, args.pooling),
                           "wall_s": round(time.perf_counter() - t0, 1)})
     return rows
 
@@ -213,6 +215,9 @@ def main() -> None:
     parser.add_argument("--checkpoint-fractions", type=float, nargs="*", default=[],
                         help="also probe checkpoints at these fractions of the run (0: init)")
     parser.add_argument("--max-epochs", type=int, help="linear-probe epochs (default: the protocol's)")
+    parser.add_argument("--pooling", choices=("mean", "time"), default="mean",
+                        help="clip embedding (audiorank.evaluate): mean of all tokens, or over time with "
+                             "a square-patch ViT's frequency rows concatenated")
     parser.add_argument("--table-only", action="store_true", help="only rewrite the tables from rows.jsonl")
     parser.add_argument("--curve", nargs="+", default=["default", "default-12k"],
                         help="recipes whose checkpoints form the compute tables")

@@ -281,3 +281,37 @@ def test_selection_never_looks_at_test_labels(stub):
         assert a[key] == b[key], key
     assert a["seed_scores"]["linear"]["valid"] == b["seed_scores"]["linear"]["valid"]
     assert a["scores"] != b["scores"]  # the test labels are used, to score only
+
+
+def test_time_pooling_concatenates_a_square_patch_vits_frequency_rows():
+    waves = np.random.default_rng(0).standard_normal((3, 16000)).astype(np.float32)
+    by_patch = ev.embed(ev.load_embedder("random:vit-pico-p16", fit_waves=waves, seed=2), waves)
+    by_time = ev.embed(ev.load_embedder("random:vit-pico-p16", fit_waves=waves, seed=2, pooling="time"), waves)
+    rows = 64 // 16  # frequency rows of 16-mel patches
+    for patches, steps in zip(by_patch, by_time):
+        nt = patches.shape[1] // rows  # patches are mel-band-major: row f holds tokens f·nt … f·nt + nt − 1
+        expected = torch.cat([patches[:, f * nt:(f + 1) * nt] for f in range(rows)], dim=-1)
+        assert steps.shape == (3, nt, rows * patches.shape[2])
+        assert torch.equal(steps, expected)
+    # a clip embedding (the mean over tokens) keeps which band a feature came from; the mean over patches does not
+    assert torch.allclose(by_time[-1].mean(1).reshape(3, rows, -1).mean(1), by_patch[-1].mean(1), atol=1e-6)
+
+
+@pytest.mark.parametrize("preset", ["vit-nano", "cnn-nano", "conformer-nano"])  # tokens are time steps already
+def test_time_pooling_leaves_time_step_tokens_alone(preset):
+    waves = np.random.default_rng(1).standard_normal((2, 16000)).astype(np.float32)
+    a, b = (ev.embed(ev.load_embedder(f"random:{preset}", fit_waves=waves, seed=0, pooling=p), waves)
+            for p in ("mean", "time"))
+    assert all(torch.equal(x, y) for x, y in zip(a, b))
+
+
+def test_unknown_pooling_is_refused_naming_it():
+    with pytest.raises(ValueError, match="pooling must be one of .*'max'"):
+        evaluate("random:vit-pico-p16", toy_task(), pooling="max")
+
+
+def test_evaluate_records_the_pooling_and_scores_time_tokens(tasks):
+    result = evaluate("random:vit-pico-p16", tasks / "events", probes=["linear"], pooling="time",
+                      probe_options={"max_epochs": 3}, n_probe_seeds=1)
+    assert result["protocol"]["pooling"] == "time"
+    assert set(result["rankme_dim"].values()) == {4 * 32}  # 4 frequency rows of the 32-wide pico ViT

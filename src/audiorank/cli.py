@@ -150,7 +150,8 @@ def _evaluate(args: argparse.Namespace) -> int:
             options[key] = tuple(getattr(args, key)) if key != "patience" else args.patience
     result = evaluate(args.encoder, args.task, probes=args.probes, layers=args.layers,
                       max_rank_samples=args.max_rank_samples, probe_options=options, n_probe_seeds=args.probe_seeds,
-                      seed=args.seed, device=args.device, skip_bad=args.skip_bad, progress=not args.quiet)
+                      seed=args.seed, device=args.device, skip_bad=args.skip_bad, progress=not args.quiet,
+                      pooling=args.pooling)
     if args.json:
         print(json.dumps(result))
     else:
@@ -239,6 +240,9 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--lr-grid", type=float, nargs="+", help="learning rates chosen from on valid (default: per probe)")
     ev.add_argument("--weight-decay-grid", type=float, nargs="+", help="weight decays chosen from on valid")
     ev.add_argument("--probe-seeds", type=int, default=3, help="probe seeds at the best layer (mean and std)")
+    ev.add_argument("--pooling", choices=("mean", "time"), default="mean",
+                    help="clip embedding: mean of all tokens, or over time with a square-patch ViT's "
+                         "frequency rows concatenated")
     ev.add_argument("--seed", type=int, default=0)
     ev.add_argument("--device", default="cpu")
     ev.add_argument("--skip-bad", action="store_true", help="skip (and count) unreadable or silent files")

@@ -45,13 +45,19 @@ class Embedder:
     n_parameters: int | None = None
 
 
-def _our_embedder(name: str, encoder: torch.nn.Module, frontend: LogMel, device: str) -> Embedder:
+POOLINGS = ("mean", "time")
+
+
+def _our_embedder(name: str, encoder: torch.nn.Module, frontend: LogMel, device: str,
+                  pooling: str = "mean") -> Embedder:
     encoder = encoder.to(device).eval()
     frontend = frontend.to(device)
 
     @torch.no_grad()
     def embed_batch(waves: torch.Tensor) -> list[torch.Tensor]:
         layers = encoder(frontend(waves.to(device)))  # [(B, tokens, D_l)] for every layer
+        if pooling == "time":
+            layers = [encoder.time_tokens(tokens) for tokens in layers]  # [(B, time steps, D_l')]
         return [tokens.float().cpu() for tokens in layers]
 
     return Embedder(name, frontend.sample_rate, [str(i) for i in range(len(encoder.layer_dims))],
@@ -84,15 +90,18 @@ def _hear_embedder(spec: str, device: str) -> Embedder:
 
 
 def load_embedder(spec: str, fit_waves: np.ndarray | None = None, seed: int = 0,
-                  device: str = "cpu") -> Embedder:
+                  device: str = "cpu", pooling: str = "mean") -> Embedder:
     """The encoder a spec names (see the module docstring), behind its log-mel front end.
 
     The front end is the one input normalisation: a checkpoint's own (extra["frontend"], fitted on
     its pretraining pool, so the encoder sees the features it was trained on); for a `random:`
     encoder (and a checkpoint that carries none) it is fitted on `fit_waves` (N, samples) at
     16 kHz, which must be the task's train split only. `seed` fixes a `random:` encoder's weights
-    without touching the global RNG.
+    without touching the global RNG. `pooling="time"` gives one token per time step (see
+    `evaluate`); a HEAR module's tokens are time steps already.
     """
+    if pooling not in POOLINGS:
+        raise ValueError(f"pooling must be one of {POOLINGS}, got {pooling!r}")
     from .models import PRESETS, build_encoder, load_checkpoint
 
     if spec.startswith("hear:"):
@@ -118,7 +127,7 @@ def load_embedder(spec: str, fit_waves: np.ndarray | None = None, seed: int = 0,
     else:
         raise ValueError(f"encoder {spec!r} carries no front-end statistics: pass fit_waves (the task's train "
                          "split) to fit them")
-    return _our_embedder(spec, encoder, frontend, device)
+    return _our_embedder(spec, encoder, frontend, device, pooling)
 
 
 def embed(embedder: Embedder, waves: np.ndarray, batch_size: int = 32, progress: bool = False,
@@ -237,6 +246,7 @@ def evaluate(
     batch_size: int = 32,
     skip_bad: bool = False,
     progress: bool = False,
+    pooling: str = "mean",
 ) -> dict[str, Any]:
     """RankMe per layer and probe scores per layer for one encoder on one HEAR task (JSON-ready).
 
@@ -250,6 +260,13 @@ def evaluate(
     and std are reported (`seed_scores`). Test labels are only ever used to score. RankMe is
     computed for every layer on the same clips and the same frames (counts recorded; a count below
     the embedding dimension is flagged in `rankme_capped` and warned with `RankMeCappedWarning`).
+
+    `pooling` says what a clip embedding averages: "mean", every token of the layer (the default);
+    "time", one token per time step with a square-patch ViT's frequency rows concatenated
+    (`Encoder.time_tokens`), so that where in frequency a feature sits survives the pooling (pitch,
+    formants). Frames, RankMe and the token probes then see those time-step tokens too. Encoders
+    whose tokens are time steps already (CNN, Conformer, frame-patch ViT, HEAR modules) are the
+    same under both.
     """
     started = time.perf_counter()
     unknown = set(probes) - set(PROBES)
@@ -260,13 +277,16 @@ def evaluate(
     if not (isinstance(max_rank_samples, (int, np.integer)) and max_rank_samples >= 1):
         raise ValueError(f"max_rank_samples must be a positive integer, got {max_rank_samples!r}")
     # a HEAR module says its sample rate; our encoders take 16 kHz and fit their front end on train
+    if pooling not in POOLINGS:
+        raise ValueError(f"pooling must be one of {POOLINGS}, got {pooling!r}")
     embedder = load_embedder(encoder, device=device) if encoder.startswith("hear:") else None
     if isinstance(task, (str, Path)):
         rate = embedder.sample_rate if embedder else 16000
         task = read_hear_task(task, sample_rate=rate, skip_bad=skip_bad, progress=progress)
     train, valid, test = task_splits(task)
     arrays = {role: _split_arrays(task, split) for role, split in (("train", train), ("valid", valid), ("test", test))}
-    embedder = embedder or load_embedder(encoder, fit_waves=arrays["train"][0], seed=seed, device=device)
+    embedder = embedder or load_embedder(encoder, fit_waves=arrays["train"][0], seed=seed, device=device,
+                                         pooling=pooling)
     if embedder.sample_rate != task.sample_rate:
         raise ValueError(f"encoder {encoder!r} expects {embedder.sample_rate} Hz audio, the task was read at "
                          f"{task.sample_rate} Hz")
@@ -327,7 +347,7 @@ def evaluate(
         "best_layer": best_layer,
         "seed_scores": seed_scores,
         "hyperparameters": hyper,
-        "protocol": {"standardise": "train", "select": "valid", "n_probe_seeds": n_probe_seeds,
+        "protocol": {"standardise": "train", "select": "valid", "n_probe_seeds": n_probe_seeds, "pooling": pooling,
                      "probe_options": {p: {k: v for k, v in _probe_options(p, probe_options or {}).items()
                                            if k in ("lr_grid", "weight_decay_grid", "patience", "max_epochs")}
                                        for p in probes}},

@@ -241,6 +241,11 @@ class Encoder(nn.Module):
         every layer; CNN: layer i has frames >> i tokens)."""
         raise NotImplementedError
 
+    def time_tokens(self, tokens: torch.Tensor) -> torch.Tensor:
+        """One layer's tokens (B, N, D) as one token per time step: already so here (CNN frames,
+        Conformer frame stacks, frame-patch ViT); a square-patch ViT concatenates its frequency rows."""
+        return tokens
+
 
 class ViTEncoder(Encoder):
     """Patch embedding → learned positional table → pre-norm blocks → final LayerNorm.
@@ -265,6 +270,17 @@ class ViTEncoder(Encoder):
 
     def n_tokens(self, frames: int) -> int:
         return self.grid_f * (frames // self.config.patch[1])
+
+    def time_tokens(self, tokens: torch.Tensor) -> torch.Tensor:
+        """(B, grid_f·nt, D) patch tokens in `embed`'s mel-band-major order → (B, nt, grid_f·D): one
+        token per time step, its frequency rows side by side (lowest band first). Averaged over
+        time, this keeps where in frequency a feature was, which a mean over all patches loses
+        (M2D and BYOL-A pool this way)."""
+        B, N, D = tokens.shape
+        if N % self.grid_f:
+            raise ValueError(f"time_tokens needs the full patch grid ({self.grid_f} frequency rows), got {N} tokens")
+        nt = N // self.grid_f
+        return tokens.reshape(B, self.grid_f, nt, D).transpose(1, 2).reshape(B, nt, self.grid_f * D)
 
     def embed(self, x: torch.Tensor) -> torch.Tensor:
         """(B, n_mels, T) → (B, n_patches, D) patch tokens plus positions (no dropout)."""

@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 from scipy import optimize, stats
 
 from audiorank import fit as F
+from audiorank import _optimize
 from audiorank import laws
 from audiorank.fit import (
     FORMS,
@@ -122,8 +123,8 @@ def test_analytic_gradients(delta):
             for _ in range(5):
                 theta = np.array(center) + np.array(scale) * rng.uniform(-1, 1, len(scale))
                 args = (model, X, logy, delta, weights)
-                fun = lambda th: F._objective(th, *args)[0]  # noqa: E731
-                jac = lambda th: F._objective(th, *args)[1]  # noqa: E731
+                fun = lambda th: _optimize._objective(th, *args)[0]  # noqa: E731
+                jac = lambda th: _optimize._objective(th, *args)[1]  # noqa: E731
                 g = jac(theta)
                 fd = optimize.approx_fprime(theta, fun, 1e-7)
                 err = optimize.check_grad(fun, jac, theta, epsilon=1e-7)
@@ -258,7 +259,7 @@ def test_bootstrap_refits_reach_the_resample_optimum(form):
         grid = f.opt_.ranked_starts
         full = F._minimize_huber(f.model_, f.X_, f.logy_, grid, delta=f.delta,
                                  n_refine=len(grid), weights=w)
-        got = F._objective(theta, f.model_, f.X_, f.logy_, f.delta, w)[0] * f.delta
+        got = _optimize._objective(theta, f.model_, f.X_, f.logy_, f.delta, w)[0] * f.delta
         assert got <= full.loss * (1 + 1e-6) + 1e-12, (got, full.loss)
 
 

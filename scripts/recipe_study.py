@@ -22,8 +22,9 @@ from tempfile import TemporaryDirectory
 import numpy as np
 
 from audiorank.audio import read_hear_task
-from audiorank.evaluate import evaluate
+from audiorank.evaluate import POOLINGS, evaluate
 from audiorank.pretrain import PretrainConfig, pretrain_on_pool
+from audiorank.study import spearman
 
 # recipe name -> PretrainConfig overrides (the preset is one of them); "default" is PretrainConfig()
 RECIPES: dict[str, dict] = {
@@ -175,7 +176,6 @@ def table(rows: list[dict]) -> str:
 def compute_table(rows: list[dict], recipe: str) -> str:
     """Markdown: a recipe's checkpoints (step 0 = init) × task, mean over seeds, and per task the
     Spearman correlation of score with step pooled over seeds."""
-    from scipy.stats import spearmanr
 
     ckpts = [r for r in rows if r["kind"] == "recipe" and r["name"] == recipe]
     if not ckpts:
@@ -191,12 +191,12 @@ def compute_table(rows: list[dict], recipe: str) -> str:
                 pooled[t].append((step, r["tasks"][t]["score"]))
         lines.append(f"| {step} | {len(rs)} | " + " | ".join(
             f"{np.mean([r['tasks'][t]['score'] for r in rs]):.3f}" for t in task_names) + " |")
-    rho = [spearmanr(*zip(*pooled[t]))[0] for t in task_names]
+    rho = [spearman(*zip(*pooled[t])) for t in task_names]
     lines.append("| Spearman score–step (pooled) | | " + " | ".join(f"{v:.2f}" for v in rho) + " |")
     # RankMe of the last layer (the encoder's output, as the study measures it) against the score
     pairs = {t: [(r["tasks"][t]["rankme"][max(r["tasks"][t]["rankme"], key=int)], r["tasks"][t]["score"])
                  for r in ckpts] for t in task_names}
-    rho = [spearmanr(*zip(*pairs[t]))[0] for t in task_names]
+    rho = [spearman(*zip(*pairs[t])) for t in task_names]
     lines.append("| Spearman RankMe–score (pooled) | | " + " | ".join(f"{v:.2f}" for v in rho) + " |")
     return "\n".join(lines) + "\n"
 
@@ -215,7 +215,7 @@ def main() -> None:
     parser.add_argument("--checkpoint-fractions", type=float, nargs="*", default=[],
                         help="also probe checkpoints at these fractions of the run (0: init)")
     parser.add_argument("--max-epochs", type=int, help="linear-probe epochs (default: the protocol's)")
-    parser.add_argument("--pooling", choices=("mean", "time"), default="mean",
+    parser.add_argument("--pooling", choices=POOLINGS, default="mean",
                         help="clip embedding (audiorank.evaluate): mean of all tokens, or over time with "
                              "a square-patch ViT's frequency rows concatenated")
     parser.add_argument("--table-only", action="store_true", help="only rewrite the tables from rows.jsonl")

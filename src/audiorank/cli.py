@@ -184,6 +184,7 @@ def _sweep(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     from .probes import PROBES
+    from .evaluate import POOLINGS
 
     parser = argparse.ArgumentParser(prog="audiorank", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -240,7 +241,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--lr-grid", type=float, nargs="+", help="learning rates chosen from on valid (default: per probe)")
     ev.add_argument("--weight-decay-grid", type=float, nargs="+", help="weight decays chosen from on valid")
     ev.add_argument("--probe-seeds", type=int, default=3, help="probe seeds at the best layer (mean and std)")
-    ev.add_argument("--pooling", choices=("mean", "time"), default="mean",
+    ev.add_argument("--pooling", choices=POOLINGS, default="mean",
                     help="clip embedding: mean of all tokens, or over time with a square-patch ViT's "
                          "frequency rows concatenated")
     ev.add_argument("--seed", type=int, default=0)

@@ -136,8 +136,7 @@ def augment(x: torch.Tensor, config: PretrainConfig, generator: torch.Generator)
         lam = u(1e-6, config.mixup, B, 1, 1)  # (B, 1, 1)
         partner = x[torch.randperm(B, generator=generator).to(dev)]  # (B, F, T)
         x = torch.logaddexp(x + torch.log1p(-lam), partner + torch.log(lam))  # (B, F, T)
-    scale = config.crop_scale
-    (t_lo, t_hi), (f_lo, f_hi) = scale if isinstance(scale[0], tuple) else (scale, scale)
+    (t_lo, t_hi), (f_lo, f_hi) = config.crop_ranges
     if (t_lo, t_hi, f_lo, f_hi) != (1.0, 1.0, 1.0, 1.0):
         sx, sy = u(t_lo, t_hi, B), u(f_lo, f_hi, B)  # kept fraction of time, frequency
         theta = torch.zeros(B, 2, 3, device=dev)  # (B, 2, 3) affine map output → input coords

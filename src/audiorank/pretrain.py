@@ -129,6 +129,12 @@ class PretrainConfig:
             if bad:
                 raise ValueError(f"PretrainConfig.checkpoint_steps must lie in [0, steps={self.steps}], got {bad}")
 
+    @property
+    def crop_ranges(self) -> tuple[tuple[float, float], tuple[float, float]]:
+        """`crop_scale` per axis: ((time_lo, time_hi), (freq_lo, freq_hi))."""
+        scale = self.crop_scale
+        return scale if isinstance(scale[0], tuple) else (scale, scale)
+
     def save_steps(self) -> tuple[int, ...]:
         """The steps a run with out_dir saves checkpoints at, sorted (the final step included)."""
         chosen = log_spaced_steps(self.steps) if self.checkpoint_steps is None else self.checkpoint_steps

@@ -3,8 +3,9 @@ model comparison; the laws themselves (power, saturating, rising, Chinchilla) ar
 :mod:`audiorank.laws`, the optimiser routine in ``_optimize.py``. :func:`fit_power_law`
 (``form=`` one of :data:`FORMS`) and :func:`fit_scaling_law` (y = E + A/N^α + B/D^β, Chinchilla
 approach 3) return estimators in scikit-learn's style: hyper-parameters in ``__init__``, ``fit``
-returns ``self``, learned values end in ``_`` (``params_``, ``ci_``, ``n_failed_``, ``r2_``, ``aic_``, ``bic_``, ...); ``.params`` is a
-read-only alias of ``params_``, the name of DESIGN.md's contract.
+returns ``self``, learned values end in ``_`` (``params_``, ``ci_``, ``n_failed_``, ``r2_``,
+``aic_``, ``bic_``, ...); ``.params`` is a read-only alias of ``params_``, the name of DESIGN.md's
+contract.
 
 Fitting: residuals in log space, r_i = log ŷ_i − log y_i (scaling-law noise is multiplicative);
 loss Σ_i H_δ(r_i), the Huber loss with δ = 1e-3, so a few outlying runs cannot drag the fit

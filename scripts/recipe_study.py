@@ -45,6 +45,10 @@ RECIPES: dict[str, dict] = {
     # the default with gentler first steps (pitch dips below init by step 500 whatever the teacher)
     "default-warm2000": {"warmup_steps": 2000},
     "default-lr3e-4": {"lr": 3e-4},
+    # the default with a pixel-reconstruction head beside the latent one (keeps spectral detail?)
+    "d2v-pix": {"pixel_weight": 1.0},
+    # the default's schedule and preset with MAE's pixel loss alone
+    "default-mae": {"objective": "mae"},
 }
 
 

@@ -51,3 +51,27 @@ def test_d2v_learns_a_frozen_teachers_targets():
     assert np.mean(result.losses[-20:]) < 0.95 * np.mean(result.losses[:5])  # slow: positions are learned first
     runs = [pretrain(_config(seed=s), data, progress=False).losses for s in (3, 3, 4)]
     assert runs[0] == runs[1] and runs[0] != runs[2]  # seeded
+
+
+def test_pixel_weight_adds_the_masked_patch_reconstruction_loss():
+    # the loss with a pixel head is the latent loss plus weight x MAE's loss on the same masked
+    # patches, computed here from the decoder's output with plain tensor arithmetic
+    torch.manual_seed(0)
+    model = Data2Vec(build_encoder(VIT), _config(pixel_weight=0.5))
+    x = torch.randn(4, 64, 32)
+    loss = model(x, torch.Generator().manual_seed(7))
+    shuffle, restore, K = model._mask(4, model.encoder.grid_f * (32 // 4), x.device, torch.Generator().manual_seed(7))
+    hidden = model._decode(model.encoder(x, keep=shuffle[:, :K])[-1], restore)
+    hidden_masked = hidden[restore >= K]  # (masked patches, Dd)
+    latent = model.decoder.pred(hidden_masked) - model.targets(x)[restore >= K]
+    patches = model.pixel_targets(x)[restore >= K]  # (masked patches, 16 * 4), each normalised
+    assert torch.allclose(patches.mean(-1), torch.zeros(len(patches)), atol=1e-5)
+    pixel = model.decoder.pixel_pred(hidden_masked) - patches
+    expected = (latent**2).mean(-1).mean() + 0.5 * (pixel**2).mean(-1).mean()
+    torch.testing.assert_close(loss, expected, rtol=1e-5, atol=1e-6)
+
+
+def test_pixel_weight_zero_builds_no_pixel_head_and_negative_is_refused():
+    assert not hasattr(Data2Vec(build_encoder(VIT), _config()).decoder, "pixel_pred")
+    with pytest.raises(ValueError, match="pixel_weight"):
+        _config(pixel_weight=-1.0)

@@ -212,3 +212,17 @@ def test_sigkill_mid_sweep_then_rerun_loses_and_duplicates_nothing(tmp_path):
     assert len(table) == 4 and table["run"].is_unique
     third = subprocess.run(cmd, env=env, capture_output=True, text=True)
     assert third.returncode == 0 and "nothing to run" in third.stdout
+
+
+def test_a_later_pretrain_field_at_its_default_leaves_run_ids_unchanged():
+    # pixel_weight came after the committed laptop results: at 0 it is left out of the run config
+    # (the code then trains exactly as before), set to anything else it is part of the id
+    base = expand(tiny_profile())
+    assert "pixel_weight" not in base[0].config["pretrain"]
+    profile = tiny_profile()
+    profile["sweep"]["base"]["pixel_weight"] = 0.0
+    assert [r.id for r in expand(profile)] == [r.id for r in base]
+    profile["sweep"]["base"]["pixel_weight"] = 1.0
+    changed = expand(profile)
+    assert changed[0].config["pretrain"]["pixel_weight"] == 1.0
+    assert not {r.id for r in changed} & {r.id for r in base}

@@ -51,6 +51,9 @@ class MAE(nn.Module):
         self.decoder.blocks = nn.ModuleList(Block(ec, width, heads) for _ in range(config.decoder_depth))
         self.decoder.norm = nn.LayerNorm(width, eps=ec.norm_eps)
         self.decoder.pred = nn.Linear(width, out_dim or pf * pt)  # out_dim: latent targets
+        self.pixel_weight = config.pixel_weight if out_dim else 0.0  # only latent targets add pixels
+        if self.pixel_weight > 0:
+            self.decoder.pixel_pred = nn.Linear(width, pf * pt)
         init_weights(self.decoder, config.decoder_depth)
 
     def _mask(self, B: int, N: int, device: torch.device, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, int]:
@@ -62,7 +65,8 @@ class MAE(nn.Module):
         return shuffle, shuffle.argsort(dim=1), K  # restore: (B, N) position of each patch in `shuffle`
 
     def _decode(self, latent: torch.Tensor, restore: torch.Tensor) -> torch.Tensor:
-        """Visible latents (B, K, D) → predictions for every patch (B, N, out) via mask tokens."""
+        """Visible latents (B, K, D) → the decoder's normed output at every patch (B, N, Dd), the
+        masked ones from mask tokens; `decoder.pred` maps it to predictions."""
         dec, (B, N) = self.decoder, restore.shape
         y = dec.embed(latent)  # (B, K, Dd)
         y = torch.cat([y, dec.mask_token.expand(B, N - latent.shape[1], -1).to(y.dtype)], dim=1)  # (B, N, Dd)
@@ -70,24 +74,35 @@ class MAE(nn.Module):
         y = y + dec.pos[:, :, : N // self.encoder.grid_f].reshape(1, N, -1)  # (B, N, Dd)
         for block in dec.blocks:
             y = block(y)
-        return dec.pred(dec.norm(y)).float()  # (B, N, out)
+        return dec.norm(y)  # (B, N, Dd)
 
-    def targets(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, N, pf*pt) reconstruction targets: the normalised input patches."""
+    def pixel_targets(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, N, pf*pt) the input patches, per-patch normalised when `norm_targets`."""
         target = patchify(self.encoder._check_input(x), self.encoder.config.patch)  # (B, N, pf*pt)
         if self.norm_targets:
             mean, var = target.mean(-1, keepdim=True), target.var(-1, keepdim=True)
             target = (target - mean) / (var + 1e-6).sqrt()  # (B, N, pf*pt)
         return target
 
+    targets = pixel_targets  # MAE reconstructs pixels; Data2Vec overrides `targets`
+
     def forward(self, x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         target = self.targets(x)  # (B, N, out)
         B, N, _ = target.shape
         shuffle, restore, K = self._mask(B, N, x.device, generator)
-        pred = self._decode(self.encoder(x, keep=shuffle[:, :K])[-1], restore)  # (B, N, out)
+        hidden = self._decode(self.encoder(x, keep=shuffle[:, :K])[-1], restore)  # (B, N, Dd)
         masked = (restore >= K).float()  # (B, N) 1 where hidden
-        per_patch = ((pred - target.float()) ** 2).mean(-1)  # (B, N)
-        return (per_patch * masked).sum() / masked.sum()
+        loss = _masked_mse(self.decoder.pred(hidden).float(), target, masked)
+        if self.pixel_weight > 0:  # Data2Vec's optional second head: reconstruct the masked patches too
+            loss = loss + self.pixel_weight * _masked_mse(self.decoder.pixel_pred(hidden).float(),
+                                                          self.pixel_targets(x), masked)
+        return loss
+
+
+def _masked_mse(pred: torch.Tensor, target: torch.Tensor, masked: torch.Tensor) -> torch.Tensor:
+    """Mean over the masked patches (masked: (B, N), 1 where hidden) of the per-patch MSE."""
+    per_patch = ((pred - target.float()) ** 2).mean(-1)  # (B, N)
+    return (per_patch * masked).sum() / masked.sum()
 
 
 class Data2Vec(MAE):
@@ -95,7 +110,10 @@ class Data2Vec(MAE):
     prediction: the student encodes the visible patches, the MAE decoder predicts, at every masked
     patch, the EMA teacher's representation of the unmasked clip — the mean of its top
     `target_layers` block outputs, each instance-normalised over the tokens (data2vec's audio
-    recipe). Representations are trained to be predictable features, not pixels."""
+    recipe). Representations are trained to be predictable features, not pixels; with
+    `pixel_weight` > 0 a second linear head on the same decoder also reconstructs the masked
+    patches (MAE's loss, that weight), which keeps the fine spectral detail a latent target can
+    let go of (cf. M2D-X, Niizumi et al. 2024, which adds tasks to M2D's latent prediction)."""
 
     def __init__(self, encoder: Encoder, config: PretrainConfig):
         super().__init__(encoder, config, out_dim=encoder.config.width)

@@ -93,6 +93,7 @@ class PretrainConfig:
     norm_targets: bool = True  # per-patch mean/var normalised reconstruction targets
     # d2v (also uses the mae decoder knobs and the EMA knobs below)
     target_layers: int | None = None  # teacher blocks averaged into the target (top-K; None: min(3, depth))
+    pixel_weight: float = 0.0  # > 0: also reconstruct the masked patches (MAE's loss) with this weight
     # byol, d2v
     ema_momentum: float = 0.99  # target EMA momentum at step 0 (cosine-increased to 1 as BYOL)
     ema_cosine: bool = True  # False: constant momentum
@@ -117,6 +118,8 @@ class PretrainConfig:
             raise ValueError(f"PretrainConfig.objective must be one of {sorted(OBJECTIVES)}, got {self.objective!r}")
         if not 0.0 < self.mask_ratio < 1.0:
             raise ValueError(f"PretrainConfig.mask_ratio must be in (0, 1), got {self.mask_ratio}")
+        if not self.pixel_weight >= 0:
+            raise ValueError(f"PretrainConfig.pixel_weight must be >= 0, got {self.pixel_weight}")
         if self.dtype not in ("auto", "float32", "bfloat16"):
             raise ValueError(f"PretrainConfig.dtype must be 'auto', 'float32' or 'bfloat16', got {self.dtype!r}")
         if self.steps < 1 or self.batch_size < 1:

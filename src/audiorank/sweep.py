@@ -47,6 +47,9 @@ __all__ = [
 AXES = ("model_size", "data", "compute", "architecture", "clip_length", "embedding_dim", "depth", "mask_ratio")
 #: keys of a run config that are not PretrainConfig fields
 _RUN_KEYS = ("pool_clips", "pool_seconds")
+# PretrainConfig fields added after results were committed, with the default that reproduces the
+# older code: left out of a run's config (and id) while they have it, so existing stores stay valid
+_LATER_FIELDS = {"pixel_weight": 0.0}
 _SWEEP_KEYS = frozenset({"base", "axes", "seeds", "tasks", "probes", "evaluate"})
 
 
@@ -118,7 +121,8 @@ def _resolve(spec: dict, seed: int, corpus: Mapping, tasks: Sequence[str], probe
         raise ValueError(f"{where}: pool_clips={pool['pool_clips']} is below batch_size={pretrain.batch_size}")
     return {
         "preset": preset,
-        "pretrain": json.loads(json.dumps(dataclasses.asdict(pretrain), default=list)),
+        "pretrain": {k: v for k, v in json.loads(json.dumps(dataclasses.asdict(pretrain), default=list)).items()
+                     if not (k in _LATER_FIELDS and v == _LATER_FIELDS[k])},
         **pool,
         "corpus": {k: corpus[k] for k in ("n_train", "n_valid", "n_test", "seconds")},
         "corpus_version": GENERATOR_VERSION,

@@ -49,6 +49,9 @@ RECIPES: dict[str, dict] = {
     "d2v-pix": {"pixel_weight": 1.0},
     # the default's schedule and preset with MAE's pixel loss alone
     "default-mae": {"objective": "mae"},
+    # the default with its patch projection kept at random init (MoCo v3): layer 0 keeps the detail
+    "default-frozen-patch": {"freeze_patch_embed": True},
+    "d2v-pix-frozen-patch": {"pixel_weight": 1.0, "freeze_patch_embed": True},
 }
 
 

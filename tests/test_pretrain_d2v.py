@@ -75,3 +75,15 @@ def test_pixel_weight_zero_builds_no_pixel_head_and_negative_is_refused():
     assert not hasattr(Data2Vec(build_encoder(VIT), _config()).decoder, "pixel_pred")
     with pytest.raises(ValueError, match="pixel_weight"):
         _config(pixel_weight=-1.0)
+
+
+def test_frozen_patch_embed_stays_at_init_while_the_rest_trains(tmp_path):
+    from audiorank.models import load_checkpoint
+    data = torch.randn(16, 64, 32, generator=torch.Generator().manual_seed(0))
+    pretrain(_config(freeze_patch_embed=True, checkpoint_steps=(0,)), data, out_dir=tmp_path, progress=False)
+    first, last = (load_checkpoint(tmp_path / f"step_{s:07d}.pt")[0] for s in (0, 4))
+    assert torch.equal(first.patch_embed.weight, last.patch_embed.weight)
+    assert torch.equal(first.patch_embed.bias, last.patch_embed.bias)
+    assert not torch.equal(first.pos_embed, last.pos_embed)  # everything else moves
+    with pytest.raises(ValueError, match="freeze_patch_embed"):
+        pretrain(_config(objective="byol", encoder="cnn-nano", freeze_patch_embed=True), data, progress=False)

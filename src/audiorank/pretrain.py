@@ -94,6 +94,9 @@ class PretrainConfig:
     # d2v (also uses the mae decoder knobs and the EMA knobs below)
     target_layers: int | None = None  # teacher blocks averaged into the target (top-K; None: min(3, depth))
     pixel_weight: float = 0.0  # > 0: also reconstruct the masked patches (MAE's loss) with this weight
+    # ViT: keep the patch projection at its random init (MoCo v3's stabiliser, Chen et al. 2021), so
+    # the first layer stays a random projection of every patch, which keeps fine spectral detail
+    freeze_patch_embed: bool = False
     # byol, d2v
     ema_momentum: float = 0.99  # target EMA momentum at step 0 (cosine-increased to 1 as BYOL)
     ema_cosine: bool = True  # False: constant momentum
@@ -354,6 +357,11 @@ def _train(config: PretrainConfig, data: torch.Tensor | Iterable, device: torch.
     autocast = torch.autocast(device.type, dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
     generator = torch.Generator().manual_seed(config.seed)  # batches, crops, masks, augmentations
     encoder = build_encoder(config.encoder)
+    if config.freeze_patch_embed:
+        if not hasattr(encoder, "patch_embed"):
+            raise ValueError(f"PretrainConfig.freeze_patch_embed needs a patch-embedding encoder (ViT), "
+                             f"got arch={encoder.config.arch!r}")
+        encoder.patch_embed.requires_grad_(False)  # the optimizer only sees parameters that need grad
     model = OBJECTIVES[config.objective](encoder, config).to(device).train()
     optimizer = _optimizer(model, config, device)
     batches = _BatchStream(data, config.batch_size, generator)

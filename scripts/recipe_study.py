@@ -89,31 +89,35 @@ def _done(rows_path: Path) -> list[dict]:
 
 
 def run_study(args: argparse.Namespace) -> list[dict]:
-    """Baselines once per (preset, seed), then every (recipe, seed) at the fixed budget."""
+    """Baselines once per (preset, seed), then every (recipe, seed) at the fixed budget. With several
+    poolings, each checkpoint is evaluated under each, and each pooling's rows go to <out>/<pooling>/."""
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    rows_path = out / "rows.jsonl"
-    rows = _done(rows_path)
-    have = {(r["kind"], r["name"], r["seed"], r.get("step")) for r in rows}
+    outs = {p: out if len(args.pooling) == 1 else out / p for p in args.pooling}
+    for folder in outs.values():
+        folder.mkdir(parents=True, exist_ok=True)
+    rows = {p: _done(folder / "rows.jsonl") for p, folder in outs.items()}
+    first = args.pooling[0]  # what is done is read from the first pooling's rows
+    have = {(r["kind"], r["name"], r["seed"], r.get("step")) for r in rows[first]}
     tasks = {p.name: read_hear_task(p) for p in sorted(Path(args.tasks).iterdir()) if p.is_dir()}
     if args.only_tasks:
         tasks = {k: v for k, v in tasks.items() if k in args.only_tasks}
 
-    def emit(row: dict) -> None:
-        rows.append(row)
-        with rows_path.open("a") as f:
-            f.write(json.dumps(row) + "\n")
-        print(json.dumps({k: row[k] for k in ("kind", "name", "seed", "steps", "wall_s") if k in row}
-                         | {t: round(v["score"], 3) for t, v in row["tasks"].items()}), flush=True)
+    def emit(row: dict, encoder: str, t0: float) -> None:
+        for pooling, folder in outs.items():
+            done = row | {"tasks": probe_tasks(encoder, tasks, row["seed"], args.max_epochs, pooling),
+                          "wall_s": round(time.perf_counter() - t0, 1)}
+            rows[pooling].append(done)
+            with (folder / "rows.jsonl").open("a") as f:
+                f.write(json.dumps(done) + "\n")
+            print(json.dumps({k: done[k] for k in ("kind", "name", "seed", "steps", "wall_s") if k in done}
+                             | {"pooling": pooling} | {t: round(v["score"], 3) for t, v in done["tasks"].items()}),
+                  flush=True)
 
     for recipe in args.recipes:
         preset = _config(recipe, 0, 1).encoder
         for seed in args.seeds:
             if ("random", preset, seed, None) not in have:
-                t0 = time.perf_counter()
-                emit({"kind": "random", "name": preset, "seed": seed,
-                      "tasks": probe_tasks(f"random:{preset}", tasks, seed, args.max_epochs, args.pooling),
-                      "wall_s": round(time.perf_counter() - t0, 1)})
+                emit({"kind": "random", "name": preset, "seed": seed}, f"random:{preset}", time.perf_counter())
                 have.add(("random", preset, seed, None))
     for recipe in args.recipes:
         if all(("recipe", recipe, s, None) in have for s in args.seeds):
@@ -131,14 +135,12 @@ def run_study(args: argparse.Namespace) -> list[dict]:
                 train_s = time.perf_counter() - t0
                 for path in result.checkpoints:
                     step = int(Path(path).stem.split("_")[1])
-                    tag = None if step == steps else step
-                    emit({"kind": "recipe", "name": recipe, "seed": seed, "step": tag, "steps": steps,
-                          "preset": config.encoder, "steps_per_s_1thread": round(result.steps_per_second, 3),
+                    emit({"kind": "recipe", "name": recipe, "seed": seed, "step": None if step == steps else step,
+                          "steps": steps, "preset": config.encoder,
+                          "steps_per_s_1thread": round(result.steps_per_second, 3),
                           "probe_steps_per_s": round(rate, 3), "train_s": round(train_s, 1),
-                          "final_loss": result.losses[-1], "status": result.status,
-                          "tasks": probe_tasks(path, tasks, seed, args.max_epochs, args.pooling),
-                          "wall_s": round(time.perf_counter() - t0, 1)})
-    return rows
+                          "final_loss": result.losses[-1], "status": result.status}, path, t0)
+    return rows[first]
 
 
 def table(rows: list[dict]) -> str:
@@ -222,17 +224,22 @@ def main() -> None:
     parser.add_argument("--checkpoint-fractions", type=float, nargs="*", default=[],
                         help="also probe checkpoints at these fractions of the run (0: init)")
     parser.add_argument("--max-epochs", type=int, help="linear-probe epochs (default: the protocol's)")
-    parser.add_argument("--pooling", choices=POOLINGS, default="mean",
+    parser.add_argument("--pooling", choices=POOLINGS, nargs="+", default=["mean"],
                         help="clip embedding (audiorank.evaluate): mean of all tokens, or over time with "
-                             "a square-patch ViT's frequency rows concatenated")
+                             "a square-patch ViT's frequency rows concatenated; several: each checkpoint is "
+                             "evaluated under each, into <out>/<pooling>/")
     parser.add_argument("--table-only", action="store_true", help="only rewrite the tables from rows.jsonl")
     parser.add_argument("--curve", nargs="+", default=["default", "default-12k"],
                         help="recipes whose checkpoints form the compute tables")
     args = parser.parse_args()
-    rows = _done(Path(args.out) / "rows.jsonl") if args.table_only else run_study(args)
-    text = table(rows) + "".join(f"\n{name}:\n\n" + compute_table(rows, name) for name in args.curve)
-    (Path(args.out) / "table.md").write_text(text)
-    print(text)
+    if not args.table_only:
+        run_study(args)
+    folders = [Path(args.out)] if len(args.pooling) == 1 else [Path(args.out) / p for p in args.pooling]
+    for folder in folders:
+        rows = _done(folder / "rows.jsonl")
+        text = table(rows) + "".join(f"\n{name}:\n\n" + compute_table(rows, name) for name in args.curve)
+        (folder / "table.md").write_text(text)
+        print(text)
 
 
 if __name__ == "__main__":

@@ -52,6 +52,8 @@ RECIPES: dict[str, dict] = {
     # the default with its patch projection kept at random init (MoCo v3): layer 0 keeps the detail
     "default-frozen-patch": {"freeze_patch_embed": True},
     "d2v-pix-frozen-patch": {"pixel_weight": 1.0, "freeze_patch_embed": True},
+    # targets normalised per token: clip-constant content (a held pitch, a voice) stays in them
+    "d2v-layernorm": {"target_norm": "layer"},
 }
 
 

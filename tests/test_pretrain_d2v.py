@@ -87,3 +87,14 @@ def test_frozen_patch_embed_stays_at_init_while_the_rest_trains(tmp_path):
     assert not torch.equal(first.pos_embed, last.pos_embed)  # everything else moves
     with pytest.raises(ValueError, match="freeze_patch_embed"):
         pretrain(_config(objective="byol", encoder="cnn-nano", freeze_patch_embed=True), data, progress=False)
+
+
+def test_layer_norm_targets_normalise_each_token_over_its_features():
+    torch.manual_seed(0)
+    model = Data2Vec(build_encoder(VIT), _config(target_norm="layer"))
+    x = torch.randn(3, 64, 32)
+    layers = [h.double().numpy() for h in model.target_encoder(x)[-2:]]  # (B, N, D) each
+    ref = np.mean([(h - h.mean(-1, keepdims=True)) / np.sqrt(h.var(-1, keepdims=True) + 1e-5) for h in layers], axis=0)
+    np.testing.assert_allclose(model.targets(x).numpy(), ref, atol=1e-4)
+    with pytest.raises(ValueError, match="target_norm"):
+        _config(target_norm="batch")

@@ -122,13 +122,19 @@ class Data2Vec(MAE):
             raise ValueError(f"PretrainConfig.target_layers must be in [1, {depth}] (the encoder's depth), "
                              f"got {config.target_layers}")
         self.target_layers = config.target_layers or min(3, depth)
+        self.target_norm = config.target_norm
         self.target_encoder = copy.deepcopy(encoder).requires_grad_(False)
 
     @torch.no_grad()
     def targets(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, N, D): mean over the teacher's top-K blocks of instance-normalised tokens."""
+        """(B, N, D): mean over the teacher's top-K blocks of normalised tokens: "instance" normalises
+        each feature over the clip's tokens (data2vec; what is constant over a clip drops out),
+        "layer" each token over its features (what is constant over a clip stays in the target)."""
         layers = self.target_encoder(x)[-self.target_layers:]  # K x (B, N, D)
-        normed = [F.instance_norm(h.float().transpose(1, 2)).transpose(1, 2) for h in layers]  # (B, N, D) each
+        if self.target_norm == "layer":
+            normed = [F.layer_norm(h.float(), h.shape[-1:]) for h in layers]  # (B, N, D) each
+        else:
+            normed = [F.instance_norm(h.float().transpose(1, 2)).transpose(1, 2) for h in layers]  # (B, N, D) each
         return torch.stack(normed).mean(0)  # (B, N, D)
 
     @torch.no_grad()

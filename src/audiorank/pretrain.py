@@ -93,6 +93,7 @@ class PretrainConfig:
     norm_targets: bool = True  # per-patch mean/var normalised reconstruction targets
     # d2v (also uses the mae decoder knobs and the EMA knobs below)
     target_layers: int | None = None  # teacher blocks averaged into the target (top-K; None: min(3, depth))
+    target_norm: str = "instance"  # teacher blocks normalised per feature over tokens ("instance") or per token ("layer")
     pixel_weight: float = 0.0  # > 0: also reconstruct the masked patches (MAE's loss) with this weight
     # ViT: keep the patch projection at its random init (MoCo v3's stabiliser, Chen et al. 2021), so
     # the first layer stays a random projection of every patch, which keeps fine spectral detail
@@ -121,6 +122,8 @@ class PretrainConfig:
             raise ValueError(f"PretrainConfig.objective must be one of {sorted(OBJECTIVES)}, got {self.objective!r}")
         if not 0.0 < self.mask_ratio < 1.0:
             raise ValueError(f"PretrainConfig.mask_ratio must be in (0, 1), got {self.mask_ratio}")
+        if self.target_norm not in ("instance", "layer"):
+            raise ValueError(f"PretrainConfig.target_norm must be 'instance' or 'layer', got {self.target_norm!r}")
         if not self.pixel_weight >= 0:
             raise ValueError(f"PretrainConfig.pixel_weight must be >= 0, got {self.pixel_weight}")
         if self.dtype not in ("auto", "float32", "bfloat16"):

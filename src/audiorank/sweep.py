@@ -49,7 +49,7 @@ AXES = ("model_size", "data", "compute", "architecture", "clip_length", "embeddi
 _RUN_KEYS = ("pool_clips", "pool_seconds")
 # PretrainConfig fields added after results were committed, with the default that reproduces the
 # older code: left out of a run's config (and id) while they have it, so existing stores stay valid
-_LATER_FIELDS = {"pixel_weight": 0.0, "freeze_patch_embed": False}
+_LATER_FIELDS = {"target_norm": "instance", "pixel_weight": 0.0, "freeze_patch_embed": False}
 _SWEEP_KEYS = frozenset({"base", "axes", "seeds", "tasks", "probes", "evaluate"})
 
 

@@ -392,3 +392,20 @@ def test_pool_cache_keeps_recent_pools_within_its_byte_budget(monkeypatch):
     monkeypatch.setattr(pretrain_module, "POOL_CACHE_BYTES", 0)
     pretrain_module.pool_log_mels(16, 0.25, 5)
     assert [key[2] for key in pretrain_module._POOL_CACHE] == [5]  # the pool just made is kept
+
+
+def test_a_state_saved_before_a_field_existed_resumes_and_a_different_value_is_refused(tmp_path):
+    from audiorank.pretrain import ADDED_FIELDS, STATE_FILE
+    config = small(objective="mae", steps=3)
+    pretrain(config, DATA, out_dir=tmp_path, progress=False)
+    path = tmp_path / STATE_FILE
+    state = torch.load(path, weights_only=True)
+    for key in ADDED_FIELDS:  # as the code before those fields wrote it
+        del state["config"][key]
+    torch.save(state, path)
+    assert pretrain(config, DATA, out_dir=tmp_path, progress=False, resume=True).status == "ok"
+    with pytest.raises(ValueError, match=r"differs in \['freeze_patch_embed'\]"):
+        pretrain(small(objective="mae", steps=3, freeze_patch_embed=True), DATA, out_dir=tmp_path, progress=False,
+                 resume=True)
+    with pytest.raises(ValueError, match="pixel_weight and target_norm"):
+        small(objective="mae", pixel_weight=1.0)

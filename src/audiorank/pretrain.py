@@ -52,6 +52,10 @@ __all__ = ["BYOL", "MAE", "OBJECTIVES", "Data2Vec", "STATE_FILE", "PretrainConfi
 
 STATE_FILE = "train_state.pt"  # the resumable training state, beside the step_XXXXXXX.pt checkpoints
 STATE_FORMAT = "audiorank-train-state-v1"
+# PretrainConfig fields added after results were first committed, with the value that trains as the
+# code did before them: a sweep leaves them out of a run's config (and id) while they have it, and a
+# training state saved before they existed resumes as if it had recorded that value
+ADDED_FIELDS = {"target_norm": "instance", "pixel_weight": 0.0, "freeze_patch_embed": False}
 
 
 def log_spaced_steps(steps: int) -> tuple[int, ...]:
@@ -126,6 +130,10 @@ class PretrainConfig:
             raise ValueError(f"PretrainConfig.target_norm must be 'instance' or 'layer', got {self.target_norm!r}")
         if not self.pixel_weight >= 0:
             raise ValueError(f"PretrainConfig.pixel_weight must be >= 0, got {self.pixel_weight}")
+        if self.objective != "d2v" and (self.pixel_weight or self.target_norm != "instance"):
+            raise ValueError(f"PretrainConfig.pixel_weight and target_norm shape d2v's targets; objective "
+                             f"{self.objective!r} has none (got pixel_weight={self.pixel_weight}, "
+                             f"target_norm={self.target_norm!r})")
         if self.dtype not in ("auto", "float32", "bfloat16"):
             raise ValueError(f"PretrainConfig.dtype must be 'auto', 'float32' or 'bfloat16', got {self.dtype!r}")
         if self.steps < 1 or self.batch_size < 1:
@@ -307,7 +315,7 @@ def _load_state(path: Path, run_config: dict) -> dict | None:
         raise ValueError(f"{path} is not an audiorank training state ({STATE_FORMAT})")
     # the device may change between the two parts of a run; anything else changes the run itself
     differ = sorted(k for k in run_config.keys() | state["config"].keys()
-                    if k != "device" and run_config.get(k) != state["config"].get(k))
+                    if k != "device" and run_config.get(k) != state["config"].get(k, ADDED_FIELDS.get(k)))
     if differ:
         raise ValueError(f"cannot resume from {path}: its config differs in {differ}; use another out_dir")
     return state

@@ -47,9 +47,6 @@ __all__ = [
 AXES = ("model_size", "data", "compute", "architecture", "clip_length", "embedding_dim", "depth", "mask_ratio")
 #: keys of a run config that are not PretrainConfig fields
 _RUN_KEYS = ("pool_clips", "pool_seconds")
-# PretrainConfig fields added after results were committed, with the default that reproduces the
-# older code: left out of a run's config (and id) while they have it, so existing stores stay valid
-_LATER_FIELDS = {"target_norm": "instance", "pixel_weight": 0.0, "freeze_patch_embed": False}
 _SWEEP_KEYS = frozenset({"base", "axes", "seeds", "tasks", "probes", "evaluate"})
 
 
@@ -106,7 +103,7 @@ def _resolve(spec: dict, seed: int, corpus: Mapping, tasks: Sequence[str], probe
     """The full config a run is identified by: every PretrainConfig and EncoderConfig field."""
     from .audio import GENERATOR_VERSION
     from .models import PRESETS
-    from .pretrain import PretrainConfig
+    from .pretrain import ADDED_FIELDS, PretrainConfig
 
     spec = dict(spec)
     preset = spec.pop("encoder", "vit-tiny")
@@ -122,7 +119,7 @@ def _resolve(spec: dict, seed: int, corpus: Mapping, tasks: Sequence[str], probe
     return {
         "preset": preset,
         "pretrain": {k: v for k, v in json.loads(json.dumps(dataclasses.asdict(pretrain), default=list)).items()
-                     if not (k in _LATER_FIELDS and v == _LATER_FIELDS[k])},
+                     if not (k in ADDED_FIELDS and v == ADDED_FIELDS[k])},
         **pool,
         "corpus": {k: corpus[k] for k in ("n_train", "n_valid", "n_test", "seconds")},
         "corpus_version": GENERATOR_VERSION,

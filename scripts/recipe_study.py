@@ -19,12 +19,10 @@ import time
 from pathlib import Path
 from tempfile import TemporaryDirectory
 
-import numpy as np
-
 from audiorank.audio import read_hear_task
 from audiorank.evaluate import POOLINGS, evaluate
 from audiorank.pretrain import PretrainConfig, pretrain_on_pool
-from audiorank.study import spearman
+from audiorank.study import recipe_rows, versus_init
 
 # recipe name -> PretrainConfig overrides (the preset is one of them); "default" is PretrainConfig()
 RECIPES: dict[str, dict] = {
@@ -148,67 +146,47 @@ def run_study(args: argparse.Namespace) -> list[dict]:
 def table(rows: list[dict]) -> str:
     """Markdown: per recipe, mean ± std over seeds of the test score per task, its difference to
     random init of the same preset and seeds, and `wins`: the tasks where that difference exceeds
-    twice the larger of the two seed standard deviations."""
-    base: dict[tuple[str, str], list[float]] = {}
-    by_seed: dict[tuple[str, str, int], float] = {}  # the baseline of the same preset and seed
-    for r in rows:
-        if r["kind"] == "random":
-            for t, v in r["tasks"].items():
-                base.setdefault((r["name"], t), []).append(v["score"])
-                by_seed[(r["name"], t, r["seed"])] = v["score"]
-    finals = [r for r in rows if r["kind"] == "recipe" and r.get("step") is None]
-    task_names = sorted({t for r in rows for t in r["tasks"]})
+    twice the larger of the two seed standard deviations (`study.versus_init`)."""
+    frame = recipe_rows(rows)
+    task_names = sorted(frame["task"].unique())
     lines = ["| recipe | preset | steps | steps/s (1 thread) | seeds | " + " | ".join(task_names) + " | wins (> 2σ) |",
              "|---" * (len(task_names) + 6) + "|"]
-    for preset in sorted({r["name"] for r in rows if r["kind"] == "random"}):
-        cells = [f"{np.mean(base[(preset, t)]):.3f} ± {np.std(base[(preset, t)], ddof=1) if len(base[(preset, t)]) > 1 else 0:.3f}"
-                 if (preset, t) in base else "" for t in task_names]
-        lines.append(f"| random init | {preset} | 0 | | {len(base.get((preset, task_names[0]), []))} | "
-                     + " | ".join(cells) + " | |")
+    random = frame[frame["kind"] == "random"]
+    for preset, base in random.groupby("name"):
+        by_task = base.groupby("task")["score"]
+        mean, sd = by_task.mean(), by_task.std(ddof=1).fillna(0)
+        cells = [f"{mean[t]:.3f} ± {sd[t]:.3f}" if t in mean else "" for t in task_names]
+        lines.append(f"| random init | {preset} | 0 | | {base['seed'].nunique()} | " + " | ".join(cells) + " | |")
+    finals = [r for r in rows if r["kind"] == "recipe" and r.get("step") is None]
     for name in dict.fromkeys(r["name"] for r in finals):
-        rs = [r for r in finals if r["name"] == name]
-        cells, wins, clear = [], 0, 0
-        for t in task_names:
-            s = [r["tasks"][t]["score"] for r in rs if t in r["tasks"]]
-            b = [by_seed.get((r["preset"], t, r["seed"]), float("nan")) for r in rs if t in r["tasks"]]
-            if not s:
-                cells.append("")
-                continue
-            d = np.mean(s) - np.mean(b)
-            sd = max(np.std(s, ddof=1), np.std(b, ddof=1)) if len(s) > 1 else float("nan")
-            wins += int(d > 0)
-            clear += int(d > 2 * sd)
-            cells.append(f"{np.mean(s):.3f} ± {0 if len(s) < 2 else np.std(s, ddof=1):.3f} ({d:+.3f})")
-        lines.append(f"| {name} | {rs[0]['preset']} | {rs[0]['steps']} | {rs[0]['steps_per_s_1thread']:.2f} | "
-                     f"{len(rs)} | " + " | ".join(cells) + f" | {clear}/{len(task_names)} ({wins} ahead) |")
+        first = next(r for r in finals if r["name"] == name)
+        versus = versus_init(frame, name)
+        cells = ["" if t not in versus.index else
+                 f"{versus.at[t, 'pretrained']:.3f} ± {versus.at[t, 'pretrained_sd'] if versus.at[t, 'seeds'] > 1 else 0:.3f} "
+                 f"({versus.at[t, 'difference']:+.3f})" for t in task_names]
+        lines.append(f"| {name} | {first['preset']} | {first['steps']} | {first['steps_per_s_1thread']:.2f} | "
+                     f"{versus['seeds'].max()} | " + " | ".join(cells) +
+                     f" | {int(versus['clear'].sum())}/{len(task_names)} ({int((versus['difference'] > 0).sum())} ahead) |")
     return "\n".join(lines) + "\n"
 
 
 def compute_table(rows: list[dict], recipe: str) -> str:
     """Markdown: a recipe's checkpoints (step 0 = init) × task, mean over seeds, and per task the
-    Spearman correlation of score with step pooled over seeds."""
-
-    ckpts = [r for r in rows if r["kind"] == "recipe" and r["name"] == recipe]
-    if not ckpts:
+    Spearman correlations over the checkpoints, seeds pooled, of score with step and of the last
+    layer's RankMe (the encoder's output, as the study measures it) with score."""
+    frame = recipe_rows(rows)
+    ckpts = frame[(frame["kind"] == "recipe") & (frame["name"] == recipe)]
+    if ckpts.empty:
         return ""
-    steps = sorted({r["step"] if r["step"] is not None else r["steps"] for r in ckpts})
-    task_names = sorted(ckpts[0]["tasks"])
+    means = ckpts.pivot_table(index="step", columns="task", values="score", aggfunc="mean")
+    seeds = ckpts.groupby("step")["seed"].nunique()
+    task_names = list(means.columns)
     lines = ["| step | seeds | " + " | ".join(task_names) + " |", "|---" * (len(task_names) + 2) + "|"]
-    pooled: dict[str, list[tuple[int, float]]] = {t: [] for t in task_names}
-    for step in steps:
-        rs = [r for r in ckpts if (r["step"] if r["step"] is not None else r["steps"]) == step]
-        for r in rs:
-            for t in task_names:
-                pooled[t].append((step, r["tasks"][t]["score"]))
-        lines.append(f"| {step} | {len(rs)} | " + " | ".join(
-            f"{np.mean([r['tasks'][t]['score'] for r in rs]):.3f}" for t in task_names) + " |")
-    rho = [spearman(*zip(*pooled[t])) for t in task_names]
-    lines.append("| Spearman score–step (pooled) | | " + " | ".join(f"{v:.2f}" for v in rho) + " |")
-    # RankMe of the last layer (the encoder's output, as the study measures it) against the score
-    pairs = {t: [(r["tasks"][t]["rankme"][max(r["tasks"][t]["rankme"], key=int)], r["tasks"][t]["score"])
-                 for r in ckpts] for t in task_names}
-    rho = [spearman(*zip(*pairs[t])) for t in task_names]
-    lines.append("| Spearman RankMe–score (pooled) | | " + " | ".join(f"{v:.2f}" for v in rho) + " |")
+    for step, row in means.iterrows():
+        lines.append(f"| {step} | {seeds[step]} | " + " | ".join(f"{row[t]:.3f}" for t in task_names) + " |")
+    versus = versus_init(frame, recipe)
+    for column, label in (("rho_step", "score–step"), ("rho_rankme", "RankMe–score")):
+        lines.append(f"| Spearman {label} (pooled) | | " + " | ".join(f"{versus.at[t, column]:.2f}" for t in task_names) + " |")
     return "\n".join(lines) + "\n"
 
 

@@ -7,12 +7,13 @@ import warnings
 import numpy as np
 import pandas as pd
 import pytest
+from scipy import stats
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from audiorank.fit import PowerLawFit
 from audiorank.study import (axis_points, checkpoints, claim_verdict, fit_law, frontier, law_summary, law_table, layer_table, load_results,
-                             spearman, status_table)
+                             recipe_rows, spearman, status_table, versus_init)
 
 
 def _store(tmp_path, failed: bool = True):
@@ -156,3 +157,31 @@ def test_claim_verdict_names_every_point_of_disagreement():
     assert claim_verdict({"a": False, "b": False, "c": False}) == "our data disagree on a, b and c"
     with pytest.raises(ValueError):
         claim_verdict({})
+
+
+def _record(kind, name, seed, scores, step=None, steps=None, rankme=1.0):
+    record = {"kind": kind, "name": name, "seed": seed,
+              "tasks": {task: {"score": s, "layer": "1", "rankme": {"0": 99.0, "1": rankme}} for task, s in scores.items()}}
+    if kind == "recipe":
+        record.update(step=step, steps=steps, preset="vit-x")
+    return record
+
+
+def test_versus_init_compares_the_final_checkpoint_with_the_same_seeds_init():
+    records = [_record("random", "vit-x", s, {"a": 0.5 + 0.01 * s}) for s in (0, 1, 2, 3)]  # seed 3 unused
+    for s in (0, 1, 2):
+        for step, score in ((0, 0.5), (10, 0.6), (None, 0.7 + 0.01 * s)):
+            records.append(_record("recipe", "r", s, {"a": score}, step=step, steps=100, rankme=score * 10))
+    rows = recipe_rows(records)
+    assert set(rows["step"]) == {0, 10, 100} and rows["rankme"].max() == pytest.approx(7.2)  # last layer's
+    v = versus_init(rows, "r").loc["a"]
+    init, trained = np.array([0.5, 0.51, 0.52]), np.array([0.7, 0.71, 0.72])
+    assert v["init"] == pytest.approx(init.mean()) and v["pretrained"] == pytest.approx(trained.mean())
+    assert v["init_sd"] == pytest.approx(init.std(ddof=1)) and v["seeds"] == 3
+    assert v["clear"] and v["difference"] == pytest.approx(0.2)
+    assert v["rho_step"] == pytest.approx(stats.spearmanr([0, 10, 100] * 3, [0.5, 0.6, 0.7, 0.5, 0.6, 0.71, 0.5, 0.6, 0.72]).statistic)
+    assert v["rho_rankme"] == pytest.approx(1.0)
+    one_seed = recipe_rows([r for r in records if r["seed"] == 0])
+    assert not versus_init(one_seed, "r").loc["a", "clear"]  # one seed: no spread, never "clear"
+    with pytest.raises(ValueError, match="no checkpoints of recipe 'q'"):
+        versus_init(rows, "q")

@@ -34,10 +34,13 @@ __all__ = [
     "law_summary",
     "law_table",
     "layer_table",
+    "load_recipe_rows",
     "load_results",
+    "recipe_rows",
     "spearman",
     "status_table",
     "task_checkpoints",
+    "versus_init",
 ]
 
 #: axis → (column of `checkpoints`, axis label); "architecture" is categorical, the others numeric
@@ -228,3 +231,58 @@ def claim_verdict(checks: dict[str, bool]) -> str:
         return "our data agree"
     listed = failed[0] if len(failed) == 1 else ", ".join(failed[:-1]) + " and " + failed[-1]
     return f"our data disagree on {listed}"
+
+
+# ----------------------------------------------------------------------------- recipe studies
+
+
+def recipe_rows(records: list[dict[str, Any]]) -> pd.DataFrame:
+    """The records of a recipe study (`scripts/recipe_study.py`, one per evaluated encoder) as one
+    row per (kind, name, seed, step, task): `score` (test, at the layer chosen on valid), `layer`,
+    `rankme` (clip RankMe of the last layer), `final` (a recipe's last checkpoint). Kind "random" is
+    the preset at random init (step 0); a recipe's step 0 is its own initial checkpoint."""
+    rows = []
+    for r in records:
+        final = r["kind"] == "recipe" and r.get("step") is None
+        step = 0 if r["kind"] == "random" else r["steps"] if final else r["step"]
+        for task, t in r["tasks"].items():
+            rows.append({"kind": r["kind"], "name": r["name"], "preset": r.get("preset", r["name"]),
+                         "seed": r["seed"], "step": step, "final": final, "task": task, "score": t["score"],
+                         "layer": t["layer"], "rankme": t["rankme"][max(t["rankme"], key=int)]})
+    return pd.DataFrame(rows, columns=["kind", "name", "preset", "seed", "step", "final", "task", "score",
+                                       "layer", "rankme"])
+
+
+def load_recipe_rows(path: str | Path) -> pd.DataFrame:
+    """`recipe_rows` of a study's rows.jsonl."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no recipe-study rows (scripts/recipe_study.py writes rows.jsonl)")
+    return recipe_rows([json.loads(line) for line in path.read_text().splitlines() if line.strip()])
+
+
+def versus_init(rows: pd.DataFrame, recipe: str) -> pd.DataFrame:
+    """Per task, `recipe`'s final checkpoint against its preset at random init with the same seeds:
+    mean and sample sd over seeds of each, the difference, `clear` (the difference exceeds twice the
+    larger of the two sds; never with one seed), and over the recipe's checkpoints (init included,
+    seeds pooled) Spearman's ρ of the score with the step and of the last layer's RankMe with the score."""
+    ckpts = rows[(rows["kind"] == "recipe") & (rows["name"] == recipe)]
+    if ckpts.empty:
+        known = sorted(rows.loc[rows["kind"] == "recipe", "name"].unique())
+        raise ValueError(f"no checkpoints of recipe {recipe!r}; the rows have {known}")
+    final = ckpts[ckpts["final"]]
+    if final.empty:
+        raise ValueError(f"recipe {recipe!r} has no final checkpoint in the rows (a study stopped early?)")
+    base = rows[(rows["kind"] == "random") & (rows["name"] == final["preset"].iloc[0])]
+    out = {}
+    for task, f in final.groupby("task"):
+        b = base[(base["task"] == task) & base["seed"].isin(f["seed"])]
+        c = ckpts[ckpts["task"] == task]
+        sd_f, sd_b = (x.std(ddof=1) if len(x) > 1 else np.nan for x in (f["score"], b["score"]))
+        difference = f["score"].mean() - b["score"].mean()
+        out[task] = {"seeds": len(f), "init": b["score"].mean(), "init_sd": sd_b, "pretrained": f["score"].mean(),
+                     "pretrained_sd": sd_f, "difference": difference, "clear": bool(difference > 2 * max(sd_f, sd_b)),
+                     "rho_step": spearman(c["step"], c["score"]), "rho_rankme": spearman(c["rankme"], c["score"])}
+    table = pd.DataFrame.from_dict(out, orient="index")
+    table.index.name = "task"
+    return table

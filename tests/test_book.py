@@ -14,6 +14,7 @@ import yaml
 from audiorank.book import (
     BookError,
     build_book,
+    data_dirs,
     declared_parameters,
     execute_notebooks,
     fold_code,
@@ -391,3 +392,18 @@ def test_executed_notebooks_of_the_smoke_build_are_not_rewritten_when_restored(s
     before = {p.name: p.stat().st_mtime_ns for p in executed.glob("*.ipynb")}
     execute_notebooks("smoke", smoke_book.root, results=smoke_book.results, log=lambda line: None)
     assert {p.name: p.stat().st_mtime_ns for p in executed.glob("*.ipynb")} == before
+
+
+def test_a_notebook_reading_a_study_folder_reruns_when_a_file_in_it_changes(tmp_path):
+    # `study_dir` names a folder (default in the notebook, or given by the build): its files are an input
+    study = tmp_path / "results" / "study"
+    (study / "sub").mkdir(parents=True)
+    (study / "rows.jsonl").write_text("{}\n")
+    source = write_notebook(tmp_path / "n.ipynb", "study_dir = 'results/study'\nother_dir = 'missing'\nseed = 0")
+    folders = data_dirs(source, {}, tmp_path)
+    assert folders == {"study_dir": study}  # a *_dir naming no folder is not data
+    key = inputs_key(notebook_inputs(source, {}, None, "0.1.0", folders))
+    assert key == inputs_key(notebook_inputs(source, {}, None, "0.1.0", data_dirs(source, {}, tmp_path)))
+    (study / "sub" / "rows.jsonl").write_text("{}\n")  # a new file, deeper down
+    assert key != inputs_key(notebook_inputs(source, {}, None, "0.1.0", data_dirs(source, {}, tmp_path)))
+    assert data_dirs(source, {"study_dir": "results"}, tmp_path) == {"study_dir": tmp_path / "results"}  # the build's value

@@ -163,13 +163,42 @@ def results_fingerprint(results_dir: Path) -> dict[str, str | None]:
             for name in RESULTS_FILES}
 
 
+def data_dirs(source: Path, parameters: Mapping[str, Any], root: Path) -> dict[str, Path]:
+    """The folders a notebook reads besides the results store: each `*_dir` parameter other than
+    `results_dir` (the value it runs with: the build's, else the notebook's default) that names a
+    folder, relative to the root (e.g. a recipe study's rows under results/)."""
+    import ast
+
+    import papermill
+
+    values = {}
+    for name, spec in papermill.inspect_notebook(str(source)).items():
+        try:
+            values[name] = ast.literal_eval(spec["default"])
+        except (ValueError, SyntaxError):  # a default that is an expression, not a literal
+            continue
+    values.update(parameters)
+    return {name: root / value for name, value in sorted(values.items())
+            if name.endswith("_dir") and name != "results_dir" and isinstance(value, str) and (root / value).is_dir()}
+
+
+def folder_fingerprint(folder: Path) -> str:
+    """One hash of the names and contents of every file under `folder`."""
+    digest = hashlib.sha256()
+    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+        digest.update(path.relative_to(folder).as_posix().encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()[:16]
+
+
 def notebook_inputs(source: Path, parameters: Mapping[str, Any], results_dir: Path | None,
-                    library: str) -> dict[str, Any]:
-    """What an executed notebook depends on; its results only when it reads them (`results_dir`)."""
+                    library: str, data: Mapping[str, Path] | None = None) -> dict[str, Any]:
+    """What an executed notebook depends on; its results only when it reads them (`results_dir`),
+    and the content of the other folders it reads (`data`, from `data_dirs`)."""
     return {
         "notebook": _sha256(source.read_bytes())[:16],
         "parameters": _sha256(json.dumps(parameters, sort_keys=True, default=str).encode())[:16],
         "results": results_fingerprint(results_dir) if results_dir is not None and "results_dir" in parameters else None,
+        "data": {name: folder_fingerprint(folder) for name, folder in (data or {}).items()} or None,
         "library": library,
     }
 
@@ -369,7 +398,7 @@ def execute_notebooks(profile: str | Path | Mapping[str, Any] = "laptop", root: 
         if "results_dir" in params and not (results_dir / "runs.csv").is_file():
             raise BookError(f"notebook {name!r} reads results, but {results_dir} has no runs.csv: run the sweep "
                             f"(without --no-sweep) or pass --results with a complete results folder")
-        inputs = notebook_inputs(source, params, results_dir, library)
+        inputs = notebook_inputs(source, params, results_dir, library, data_dirs(source, params, root))
         key = inputs_key(inputs)
         target = out_dir / f"{name}.ipynb"
         stored = stored_inputs(target)

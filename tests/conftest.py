@@ -10,8 +10,9 @@ import torch
 from audiorank.profiles import project_root
 
 ROOT = project_root()
-#: what a build of the book reads from the repository (configs/ is read from the repository itself)
-BOOK_SOURCES = ("_config.yml", "_toc.yml", "book", "notebooks")
+#: what a build of the book reads from the repository (configs/ is read from the repository itself;
+#: the pretraining chapter reads the committed recipe-study rows)
+BOOK_SOURCES = ("_config.yml", "_toc.yml", "book", "notebooks", "results/default_vs_init")
 
 
 @pytest.fixture(scope="module")

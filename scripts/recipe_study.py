@@ -52,6 +52,8 @@ RECIPES: dict[str, dict] = {
     "d2v-pix-frozen-patch": {"pixel_weight": 1.0, "freeze_patch_embed": True},
     # targets normalised per token: clip-constant content (a held pitch, a voice) stays in them
     "d2v-layernorm": {"target_norm": "layer"},
+    # the default run twice as long (does pitch come back above init with more compute?)
+    "default-16k": {"steps": 16000},
 }
 
 

@@ -112,8 +112,8 @@ class Data2Vec(MAE):
     `target_layers` block outputs, each instance-normalised over the tokens (data2vec's audio
     recipe). Representations are trained to be predictable features, not pixels; with
     `pixel_weight` > 0 a second linear head on the same decoder also reconstructs the masked
-    patches (MAE's loss, that weight), which keeps the fine spectral detail a latent target can
-    let go of (cf. M2D-X, Niizumi et al. 2024, which adds tasks to M2D's latent prediction)."""
+    patches (MAE's loss, that weight), meant to keep the fine spectral detail a latent target can
+    let go of; at laptop scale it did not keep pitch (results/default_vs_init/frequency_detail/)."""
 
     def __init__(self, encoder: Encoder, config: PretrainConfig):
         super().__init__(encoder, config, out_dim=encoder.config.width)

@@ -99,8 +99,9 @@ class PretrainConfig:
     target_layers: int | None = None  # teacher blocks averaged into the target (top-K; None: min(3, depth))
     target_norm: str = "instance"  # teacher blocks normalised per feature over tokens ("instance") or per token ("layer")
     pixel_weight: float = 0.0  # > 0: also reconstruct the masked patches (MAE's loss) with this weight
-    # ViT: keep the patch projection at its random init (MoCo v3's stabiliser, Chen et al. 2021), so
-    # the first layer stays a random projection of every patch, which keeps fine spectral detail
+    # ViT: keep the patch projection at its random init (MoCo v3's stabiliser, Chen et al. 2021): layer
+    # 0 stays a random projection of every patch (its pitch scores stay those of the init; the blocks'
+    # do not, results/default_vs_init/frequency_detail/)
     freeze_patch_embed: bool = False
     # byol, d2v
     ema_momentum: float = 0.99  # target EMA momentum at step 0 (cosine-increased to 1 as BYOL)

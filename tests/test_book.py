@@ -407,3 +407,14 @@ def test_a_notebook_reading_a_study_folder_reruns_when_a_file_in_it_changes(tmp_
     (study / "sub" / "rows.jsonl").write_text("{}\n")  # a new file, deeper down
     assert key != inputs_key(notebook_inputs(source, {}, None, "0.1.0", data_dirs(source, {}, tmp_path)))
     assert data_dirs(source, {"study_dir": "results"}, tmp_path) == {"study_dir": tmp_path / "results"}  # the build's value
+
+
+def test_pages_pasting_from_a_notebook_are_found_through_their_glue_references():
+    from audiorank.gluecheck import pages_pasting_from
+
+    pages = {p.relative_to(ROOT).as_posix() for p in pages_pasting_from(ROOT, ["book/executed/pretraining.ipynb"])}
+    assert "book/results.md" in pages  # its premise section pastes the pretraining chapter's verdicts
+    assert "book/method.md" not in pages and "book/cite.md" not in pages
+    assert pages_pasting_from(ROOT, []) == []
+    everything = {f"book/executed/{n}.ipynb" for n in toc_notebooks(ROOT)}
+    assert {"book/intro.md", "book/results.md"} <= {p.relative_to(ROOT).as_posix() for p in pages_pasting_from(ROOT, everything)}

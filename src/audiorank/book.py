@@ -12,7 +12,9 @@
    notebook's own defaults (`parameters` cell) removed, the values papermill injected folded once;
 4. checks that every glue reference of the book's pages and notebooks names a key that an
    executed notebook glues, and names the page and key when one does not;
-5. runs `jupyter-book build` with warnings as errors, incrementally (Sphinx keeps _build/.doctrees).
+5. runs `jupyter-book build` with warnings as errors, incrementally (Sphinx keeps _build/.doctrees),
+   after marking changed (mtime) every page that pastes glue from a notebook that ran, since Sphinx
+   does not see that dependency.
 
 Any failing cell, dead kernel, notebook past its time limit, dangling glue reference or Sphinx
 warning fails the build with a `BookError` naming the notebook or page. The Sphinx extension the
@@ -484,9 +486,13 @@ def build_book(profile: str | Path = "laptop", root: Path | None = None, *, resu
     if not html:
         return report
     start = time.perf_counter()
-    from .gluecheck import check_glue  # it imports this module
+    from .gluecheck import check_glue, pages_pasting_from  # it imports this module
 
     report.glue_references = check_glue(root)
+    ran = [(EXECUTED_DIR / f"{run.name}.ipynb").as_posix() for run in runs if run.status == "ran"]
+    for page in pages_pasting_from(root, ran):  # Sphinx re-reads a page whose mtime is newer than its doctree
+        os.utime(page)
+        log(f"[audiorank book] {page.relative_to(root)}: pastes from a notebook that ran, re-read")
     log(f"[audiorank book] glue: all {report.glue_references} references resolve")
     jupyter_book = Path(sys.executable).with_name("jupyter-book")
     command = [str(jupyter_book), "build", str(root), "--warningiserror", "--nitpick", "--keep-going"]

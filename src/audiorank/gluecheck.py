@@ -9,7 +9,7 @@ import dataclasses
 import json
 import os
 from pathlib import Path, PurePosixPath
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import yaml
@@ -124,6 +124,28 @@ def _format_problem(ref: GlueReference, bundle: Mapping[str, Any]) -> str | None
     return None
 
 
+def _source_doc(doc: str, ref: GlueReference) -> str:
+    """The document (root-relative, e.g. book/executed/x.ipynb) that `ref`, written in `doc`, pastes from."""
+    if ref.doc is None:
+        return doc
+    base = PurePosixPath("." if ref.doc.startswith("/") else PurePosixPath(doc).parent)
+    return os.path.normpath((base / ref.doc.lstrip("/")).as_posix())
+
+
+def pages_pasting_from(root: Path, notebooks: Iterable[str]) -> list[Path]:
+    """The TOC's pages with a glue reference into any of `notebooks` (root-relative paths of executed
+    copies). Sphinx does not know that such a page depends on the notebook, so after the notebook is
+    re-executed the build marks the page changed, or an incremental build would keep old numbers."""
+    notebooks = set(notebooks)
+    parser = _markdown_parser()
+    pages = []
+    for page in toc_pages(root):
+        doc = page.relative_to(root).as_posix()
+        if any(_source_doc(doc, ref) in notebooks for ref in glue_references(page.read_text(), parser)):
+            pages.append(page)
+    return pages
+
+
 def check_glue(root: Path | None = None) -> int:
     """Every glue reference of the TOC's pages and executed notebooks must name a key that its
     notebook glues, in a form its format can read; raises BookError listing each page with its
@@ -146,14 +168,12 @@ def check_glue(root: Path | None = None) -> int:
     for doc, refs in documents.items():
         for ref in refs:
             checked += 1
+            source_doc = _source_doc(doc, ref)
             if ref.doc is None:
-                source_doc = doc
                 hint = "" if doc in glued else (
                     " (a page pastes from a notebook: {glue:text}`executed/NAME.ipynb::key:format`, "
                     "or a {glue} directive with :doc:; {glue:figure} pastes only inside its own notebook)")
             else:
-                base = PurePosixPath("." if ref.doc.startswith("/") else PurePosixPath(doc).parent)
-                source_doc = os.path.normpath((base / ref.doc.lstrip("/")).as_posix())
                 hint = "" if source_doc in glued else f" ({ref.doc!r} is not an executed notebook of the book)"
             where = f"  {doc}: {{{ref.kind}}}`{ref.written}`"
             bundle = glued.get(source_doc, {}).get(ref.key)

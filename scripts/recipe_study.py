@@ -54,6 +54,7 @@ RECIPES: dict[str, dict] = {
     "d2v-layernorm": {"target_norm": "layer"},
     # the default run twice as long (does pitch come back above init with more compute?)
     "default-16k": {"steps": 16000},
+    "default-16k-warm2000": {"steps": 16000, "warmup_steps": 2000},
 }
 
 

@@ -277,9 +277,7 @@ def evaluate(
     if not (isinstance(max_rank_samples, (int, np.integer)) and max_rank_samples >= 1):
         raise ValueError(f"max_rank_samples must be a positive integer, got {max_rank_samples!r}")
     # a HEAR module says its sample rate; our encoders take 16 kHz and fit their front end on train
-    if pooling not in POOLINGS:
-        raise ValueError(f"pooling must be one of {POOLINGS}, got {pooling!r}")
-    embedder = load_embedder(encoder, device=device) if encoder.startswith("hear:") else None
+    embedder = load_embedder(encoder, device=device, pooling=pooling) if encoder.startswith("hear:") else None
     if isinstance(task, (str, Path)):
         rate = embedder.sample_rate if embedder else 16000
         task = read_hear_task(task, sample_rate=rate, skip_bad=skip_bad, progress=progress)

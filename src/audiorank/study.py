@@ -34,6 +34,7 @@ __all__ = [
     "law_summary",
     "law_table",
     "layer_table",
+    "listed",
     "load_recipe_rows",
     "load_results",
     "recipe_rows",
@@ -227,10 +228,15 @@ def claim_verdict(checks: dict[str, bool]) -> str:
     if not checks:
         raise ValueError("claim_verdict needs at least one check")
     failed = [name for name, ok in checks.items() if not ok]
-    if not failed:
-        return "our data agree"
-    listed = failed[0] if len(failed) == 1 else ", ".join(failed[:-1]) + " and " + failed[-1]
-    return f"our data disagree on {listed}"
+    return f"our data disagree on {listed(failed)}" if failed else "our data agree"
+
+
+def listed(names: Any, empty: str = "none") -> str:
+    """Names joined for prose: "a", "a and b", "a, b and c"; `empty` when there are none."""
+    names = [str(n) for n in names]
+    if not names:
+        return empty
+    return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
 
 
 # ----------------------------------------------------------------------------- recipe studies

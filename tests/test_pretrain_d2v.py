@@ -3,8 +3,11 @@
 import numpy as np
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from audiorank.models import EncoderConfig, build_encoder
+from audiorank.objectives import variance_covariance
 from audiorank.pretrain import Data2Vec, PretrainConfig, pretrain
 
 VIT = EncoderConfig(arch="vit", width=32, depth=3, heads=2, patch=(16, 4), max_frames=64)
@@ -98,3 +101,50 @@ def test_layer_norm_targets_normalise_each_token_over_its_features():
     np.testing.assert_allclose(model.targets(x).numpy(), ref, atol=1e-4)
     with pytest.raises(ValueError, match="target_norm"):
         _config(target_norm="batch")
+
+
+def _vicreg_reference(z: np.ndarray) -> float:
+    """VICReg's variance + covariance / 25 in float64 numpy (np.cov: the unbiased covariance)."""
+    cov = np.cov(z, rowvar=False)
+    std = np.sqrt(np.diag(cov) + 1e-4)
+    off = cov - np.diag(np.diag(cov))
+    return float(np.maximum(0.0, 1.0 - std).mean() + (off**2).sum() / z.shape[1] / 25)
+
+
+@given(n=st.integers(3, 40), d=st.integers(2, 24), scale=st.floats(0.05, 5.0), seed=st.integers(0, 2**16))
+@settings(max_examples=40, deadline=None)
+def test_variance_covariance_matches_a_float64_reference(n, d, scale, seed):
+    z = np.random.default_rng(seed).standard_normal((n, d)) * scale
+    got = variance_covariance(torch.from_numpy(z).float()).item()
+    assert got == pytest.approx(_vicreg_reference(z), rel=1e-4, abs=1e-5)
+
+
+def test_variance_covariance_is_zero_when_spread_and_large_when_collapsed():
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((64, 16))
+    white = np.linalg.svd(x - x.mean(0), full_matrices=False)[0] * np.sqrt(63)  # covariance = identity
+    assert variance_covariance(torch.from_numpy(white).float()).item() < 1e-5
+    collapsed = rng.standard_normal((64, 1)) @ rng.standard_normal((1, 16))  # every sample on one line
+    assert variance_covariance(torch.from_numpy(collapsed).float()).item() > 0.5
+
+
+def test_vc_weight_adds_the_regulariser_of_the_visible_last_layer_tokens():
+    torch.manual_seed(0)
+    plain = Data2Vec(build_encoder(VIT), _config())
+    torch.manual_seed(0)
+    model = Data2Vec(build_encoder(VIT), _config(vc_weight=0.3))
+    x = torch.randn(4, 64, 32)
+    base = plain(x, torch.Generator().manual_seed(7))  # the same weights: the same latent loss
+    loss = model(x, torch.Generator().manual_seed(7))
+    shuffle, _, K = model._mask(4, model.encoder.grid_f * (32 // 4), x.device, torch.Generator().manual_seed(7))
+    tokens = model.encoder(x, keep=shuffle[:, :K])[-1].reshape(-1, VIT.width).double().detach().numpy()
+    assert tokens.shape == (4 * K, VIT.width)
+    torch.testing.assert_close(loss, base + 0.3 * _vicreg_reference(tokens), rtol=1e-5, atol=1e-6,
+                               check_dtype=False)
+
+
+def test_vc_weight_is_refused_where_it_means_nothing():
+    with pytest.raises(ValueError, match="vc_weight must be >= 0"):
+        _config(vc_weight=-0.1)
+    with pytest.raises(ValueError, match="vc_weight"):
+        _config(objective="byol", encoder="cnn-nano", vc_weight=0.1)

@@ -30,7 +30,7 @@ from .models import Block, Encoder, ViTEncoder, init_weights, patchify
 if TYPE_CHECKING:  # the config is only read here; pretrain.py imports this module
     from .pretrain import PretrainConfig
 
-__all__ = ["BYOL", "MAE", "OBJECTIVES", "Data2Vec", "augment"]
+__all__ = ["BYOL", "MAE", "OBJECTIVES", "Data2Vec", "augment", "variance_covariance"]
 
 class MAE(nn.Module):
     """Masked autoencoder around a ViTEncoder: encode visible patches, decode all, MSE on masked."""
@@ -52,6 +52,7 @@ class MAE(nn.Module):
         self.decoder.norm = nn.LayerNorm(width, eps=ec.norm_eps)
         self.decoder.pred = nn.Linear(width, out_dim or pf * pt)  # out_dim: latent targets
         self.pixel_weight = config.pixel_weight if out_dim else 0.0  # only latent targets add pixels
+        self.vc_weight = config.vc_weight
         if self.pixel_weight > 0:
             self.decoder.pixel_pred = nn.Linear(width, pf * pt)
         init_weights(self.decoder, config.decoder_depth)
@@ -90,9 +91,12 @@ class MAE(nn.Module):
         target = self.targets(x)  # (B, N, out)
         B, N, _ = target.shape
         shuffle, restore, K = self._mask(B, N, x.device, generator)
-        hidden = self._decode(self.encoder(x, keep=shuffle[:, :K])[-1], restore)  # (B, N, Dd)
+        latent = self.encoder(x, keep=shuffle[:, :K])[-1]  # (B, K, D) the visible tokens, last layer
+        hidden = self._decode(latent, restore)  # (B, N, Dd)
         masked = (restore >= K).float()  # (B, N) 1 where hidden
         loss = _masked_mse(self.decoder.pred(hidden).float(), target, masked)
+        if self.vc_weight > 0:  # keep the student's tokens spread over many dimensions
+            loss = loss + self.vc_weight * variance_covariance(latent.reshape(-1, latent.shape[-1]))
         if self.pixel_weight > 0:  # Data2Vec's optional second head: reconstruct the masked patches too
             loss = loss + self.pixel_weight * _masked_mse(self.decoder.pixel_pred(hidden).float(),
                                                           self.pixel_targets(x), masked)
@@ -103,6 +107,20 @@ def _masked_mse(pred: torch.Tensor, target: torch.Tensor, masked: torch.Tensor) 
     """Mean over the masked patches (masked: (B, N), 1 where hidden) of the per-patch MSE."""
     per_patch = ((pred - target.float()) ** 2).mean(-1)  # (B, N)
     return (per_patch * masked).sum() / masked.sum()
+
+
+def variance_covariance(z: torch.Tensor) -> torch.Tensor:
+    """VICReg's (Bardes et al. 2022) variance and covariance terms, in its 25 : 1 proportion, of
+    samples z (n, D): the mean hinge max(0, 1 - std) of each feature's standard deviation over the
+    samples, plus 1/25 of the squared off-diagonal covariances summed and divided by D. Zero when
+    every feature has unit spread and none are correlated; large when the samples collapse onto a
+    few directions, which is what it is added to prevent."""
+    z = z.float()
+    z = z - z.mean(0)  # (n, D)
+    std = (z.var(0) + 1e-4).sqrt()  # (D,)
+    cov = z.T @ z / (z.shape[0] - 1)  # (D, D)
+    off_diagonal = cov - torch.diag(torch.diagonal(cov))
+    return F.relu(1 - std).mean() + off_diagonal.pow(2).sum() / z.shape[1] / 25
 
 
 class Data2Vec(MAE):

@@ -55,7 +55,7 @@ STATE_FORMAT = "audiorank-train-state-v1"
 # PretrainConfig fields added after results were first committed, with the value that trains as the
 # code did before them: a sweep leaves them out of a run's config (and id) while they have it, and a
 # training state saved before they existed resumes as if it had recorded that value
-ADDED_FIELDS = {"target_norm": "instance", "pixel_weight": 0.0, "freeze_patch_embed": False}
+ADDED_FIELDS = {"target_norm": "instance", "pixel_weight": 0.0, "freeze_patch_embed": False, "vc_weight": 0.0}
 
 
 def log_spaced_steps(steps: int) -> tuple[int, ...]:
@@ -96,6 +96,10 @@ class PretrainConfig:
     decoder_depth: int = 2  # decoder blocks
     decoder_width: int | None = None  # decoder width (None: encoder width // 2)
     norm_targets: bool = True  # per-patch mean/var normalised reconstruction targets
+    # mae, d2v: > 0 adds VICReg's variance and covariance terms (Bardes et al. 2022) on the student's
+    # last-layer tokens, with this weight: without it the first ~1000 steps collapse the clip
+    # embeddings to a few dimensions (RankMe 28 -> 10) and pitch scores fall below the random init's
+    vc_weight: float = 0.0
     # d2v (also uses the mae decoder knobs and the EMA knobs below)
     target_layers: int | None = None  # teacher blocks averaged into the target (top-K; None: min(3, depth))
     target_norm: str = "instance"  # teacher blocks normalised per feature over tokens ("instance") or per token ("layer")
@@ -132,6 +136,11 @@ class PretrainConfig:
             raise ValueError(f"PretrainConfig.target_norm must be 'instance' or 'layer', got {self.target_norm!r}")
         if not self.pixel_weight >= 0:
             raise ValueError(f"PretrainConfig.pixel_weight must be >= 0, got {self.pixel_weight}")
+        if not self.vc_weight >= 0:
+            raise ValueError(f"PretrainConfig.vc_weight must be >= 0, got {self.vc_weight}")
+        if self.objective == "byol" and self.vc_weight:
+            raise ValueError(f"PretrainConfig.vc_weight regularises the masked objectives' student tokens; "
+                             f"objective 'byol' has none (got vc_weight={self.vc_weight})")
         if self.objective != "d2v" and (self.pixel_weight or self.target_norm != "instance"):
             raise ValueError(f"PretrainConfig.pixel_weight and target_norm shape d2v's targets; objective "
                              f"{self.objective!r} has none (got pixel_weight={self.pixel_weight}, "

@@ -22,7 +22,7 @@ from tempfile import TemporaryDirectory
 from audiorank.audio import read_hear_task
 from audiorank.evaluate import POOLINGS, evaluate
 from audiorank.pretrain import PretrainConfig, pretrain_on_pool
-from audiorank.study import recipe_rows, versus_init
+from audiorank.study import recipe_rows, spearman, versus_init
 
 # recipe name -> PretrainConfig overrides (the preset is one of them); "default" is PretrainConfig()
 RECIPES: dict[str, dict] = {
@@ -126,18 +126,19 @@ def run_study(args: argparse.Namespace) -> list[dict]:
                 emit({"kind": "random", "name": preset, "seed": seed}, f"random:{preset}", time.perf_counter())
                 have.add(("random", preset, seed, None))
     for recipe in args.recipes:
-        if all(("recipe", recipe, s, None) in have for s in args.seeds):
-            continue
         steps, rate = (args.steps, float("nan")) if args.steps else steps_for_budget(recipe, args.budget_s, args.clips)
+        last = None if args.stop_after is None else args.stop_after  # a run's last row: its final step or here
+        if all(("recipe", recipe, s, last) in have for s in args.seeds):
+            continue
         fractions = tuple(args.checkpoint_fractions)
-        ckpt_steps = tuple(sorted({int(round(f * steps)) for f in fractions} - {steps}))
+        ckpt_steps = tuple(sorted(({int(round(f * steps)) for f in fractions} | {last or 0}) - {steps}))
         for seed in args.seeds:
-            if ("recipe", recipe, seed, None) in have:
+            if ("recipe", recipe, seed, last) in have:
                 continue
             with TemporaryDirectory() as tmp:
                 config = _config(recipe, seed, steps, ckpt_steps)
                 t0 = time.perf_counter()
-                result = pretrain_on_pool(config, args.clips, out_dir=tmp, progress=False)
+                result = pretrain_on_pool(config, args.clips, out_dir=tmp, progress=False, stop_after=args.stop_after)
                 train_s = time.perf_counter() - t0
                 for path in result.checkpoints:
                     step = int(Path(path).stem.split("_")[1])
@@ -190,9 +191,10 @@ def compute_table(rows: list[dict], recipe: str) -> str:
     lines = ["| step | seeds | " + " | ".join(task_names) + " |", "|---" * (len(task_names) + 2) + "|"]
     for step, row in means.iterrows():
         lines.append(f"| {step} | {seeds[step]} | " + " | ".join(f"{row[t]:.3f}" for t in task_names) + " |")
-    versus = versus_init(frame, recipe)
-    for column, label in (("rho_step", "score–step"), ("rho_rankme", "RankMe–score")):
-        lines.append(f"| Spearman {label} (pooled) | | " + " | ".join(f"{versus.at[t, column]:.2f}" for t in task_names) + " |")
+    by_task = dict(list(ckpts.groupby("task")))  # a stopped run (--stop-after) has no final row: not versus_init
+    for x, label in (("step", "score–step"), ("rankme", "RankMe–score")):
+        lines.append(f"| Spearman {label} (pooled) | | " + " | ".join(
+            f"{spearman(by_task[t][x], by_task[t]['score']):.2f}" for t in task_names) + " |")
     return "\n".join(lines) + "\n"
 
 
@@ -207,6 +209,9 @@ def main() -> None:
     parser.add_argument("--budget-s", type=float, default=240.0, help="single-thread training seconds per recipe")
     parser.add_argument("--steps", type=int, help="fixed steps instead of a time budget")
     parser.add_argument("--clips", type=int, default=2000, help="pretraining pool size")
+    parser.add_argument("--stop-after", type=int,
+                        help="train only this many steps of each run's schedule (its first steps, cheaply; "
+                             "the rows end there)")
     parser.add_argument("--checkpoint-fractions", type=float, nargs="*", default=[],
                         help="also probe checkpoints at these fractions of the run (0: init)")
     parser.add_argument("--max-epochs", type=int, help="linear-probe epochs (default: the protocol's)")

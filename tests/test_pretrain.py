@@ -254,6 +254,22 @@ def test_interrupted_byol_resumes_to_identical_weights_and_flags_are_restored(tm
     assert again.resumed_from == 10 and again.losses == reference.losses and again.steps == 10
 
 
+def test_stop_after_trains_a_prefix_of_the_schedule_and_resumes_to_the_whole_run(tmp_path):
+    """stop_after=k runs the first k steps of the full run (its lr and EMA schedules, not a
+    k-step run's), saves the checkpoints up to k, and resuming finishes the identical run."""
+    config = small(objective="d2v", steps=8, checkpoint_steps=(0, 2, 4, 6))
+    reference = pretrain(config, DATA[:64], progress=False)
+    short = pretrain(dataclasses.replace(config, steps=4, checkpoint_steps=()), DATA[:64], progress=False)
+    prefix = pretrain(config, DATA[:64], out_dir=tmp_path, progress=False, stop_after=4)
+    assert prefix.status == "stopped" and prefix.steps == 4 and prefix.losses == reference.losses[:4]
+    assert prefix.losses != short.losses  # a 4-step run warms up and decays on its own schedule
+    assert sorted(Path(c).name for c in prefix.checkpoints) == [f"step_{s:07d}.pt" for s in (0, 2, 4)]
+    finished = pretrain(config, DATA[:64], out_dir=tmp_path, progress=False, resume=True)
+    assert finished.status == "ok" and finished.losses == reference.losses
+    with pytest.raises(ValueError, match=r"stop_after must lie in \[0, steps=8\]"):
+        pretrain(config, DATA[:64], progress=False, stop_after=9)
+
+
 def test_resume_without_state_starts_from_scratch_and_a_changed_config_is_refused(tmp_path):
     config = small(objective="mae", steps=3)
     fresh = pretrain(config, DATA, progress=False)

@@ -45,3 +45,13 @@ def test_recipe_study_writes_one_row_per_checkpoint_and_pooling_and_resumes(tmp_
     assert again.returncode == 0, again.stderr
     assert len((tmp_path / "out" / "mean" / "rows.jsonl").read_text().splitlines()) == 3
     assert '"kind": "recipe"' not in again.stdout
+    # --stop-after: the first steps of a longer run's schedule; its rows end there, and it counts as done
+    stopped = ["--tasks", tasks, "--out", tmp_path / "early", "--recipes", "default", "--steps", 8, "--clips", 40,
+               "--checkpoint-fractions", 0, "--stop-after", 2, "--seeds", 0, "--max-epochs", 2, "--curve", "default"]
+    early = study(*stopped, cwd=tmp_path)
+    assert early.returncode == 0, early.stderr
+    rows = [json.loads(line) for line in (tmp_path / "early" / "rows.jsonl").read_text().splitlines()]
+    assert [(r["kind"], r.get("step")) for r in rows] == [("random", None), ("recipe", 0), ("recipe", 2)]
+    assert rows[-1]["status"] == "stopped" and rows[-1]["steps"] == 8
+    assert "| 2 | 1 |" in (tmp_path / "early" / "table.md").read_text()  # the curve's last row: step 2, one seed
+    assert '"kind": "recipe"' not in study(*stopped, cwd=tmp_path).stdout

@@ -177,7 +177,7 @@ class PretrainConfig:
 
 @dataclass
 class PretrainResult:
-    status: str  # "ok" | "diverged"
+    status: str  # "ok" | "diverged" | "stopped" (stop_after: a prefix of the run)
     losses: list[float]  # one per completed step (a diverged run ends with the non-finite value)
     steps: int  # steps completed
     flops_per_step: int  # forward + backward of one step, counted by FlopCounterMode
@@ -351,29 +351,35 @@ def pretrain(
     checkpoint_extra: dict | None = None,
     resume: bool = False,
     state_every: int = 100,
+    stop_after: int | None = None,
 ) -> PretrainResult:
     """Pretrain an encoder with `config.objective` on normalised log-mels `data` ((N, n_mels, T)
     tensor or an iterable of batches); checkpoints go to out_dir/step_XXXXXXX.pt, each carrying
     `checkpoint_extra` (e.g. the front end's state, so that evaluation sees the same log-mels), and
     the resumable state to out_dir/train_state.pt every `state_every` steps and at each checkpoint.
     `resume=True` continues from that state (from scratch if there is none; a finished or
-    diverged run returns its result at once). Returns a PretrainResult whose status is "diverged"
-    if a loss became NaN/Inf (training stops there)."""
+    diverged run returns its result at once). `stop_after` ends training after that many steps of
+    the run's schedule (its learning rate and EMA momentum are those of all `config.steps`; status
+    "stopped", and the state in out_dir resumes it): the first steps of a long run, cheaply.
+    Returns a PretrainResult whose status is "diverged" if a loss became NaN/Inf (training stops there)."""
     t0 = time.perf_counter()
     if state_every < 1:
         raise ValueError(f"state_every must be >= 1, got {state_every}")
+    if stop_after is not None and not 0 <= stop_after <= config.steps:
+        raise ValueError(f"stop_after must lie in [0, steps={config.steps}], got {stop_after}")
     if resume and out_dir is None:
         raise ValueError("resume=True needs the out_dir of the run to continue (its train_state.pt)")
     device = _device(config)
     run_config = config.resolved()
     state = _load_state(Path(out_dir) / STATE_FILE, run_config) if resume else None
     with tf32_matmuls(device.type == "cuda"), seeded_rng(config.seed, device):
-        return _train(config, data, device, run_config, state, out_dir, progress, checkpoint_extra, state_every, t0)
+        return _train(config, data, device, run_config, state, out_dir, progress, checkpoint_extra, state_every, t0,
+                      config.steps if stop_after is None else stop_after)
 
 
 def _train(config: PretrainConfig, data: torch.Tensor | Iterable, device: torch.device, run_config: dict,
            state: dict | None, out_dir: str | os.PathLike | None, progress: bool, checkpoint_extra: dict | None,
-           state_every: int, t0: float) -> PretrainResult:
+           state_every: int, t0: float, stop: int) -> PretrainResult:
     """pretrain's body, run with the global RNG seeded (weights, dropout) and TF32 set."""
     bf16 = config.dtype == "bfloat16" or (config.dtype == "auto" and device.type == "cuda")
     autocast = torch.autocast(device.type, dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
@@ -433,7 +439,7 @@ def _train(config: PretrainConfig, data: torch.Tensor | Iterable, device: torch.
         bar = None
 
     t_warm, timed = None, 0
-    for step in range(start, config.steps if status == "running" else start):
+    for step in range(start, stop if status == "running" else start):
         x = _crop(next(batches), config.crop_frames, generator).to(device, non_blocking=True)
         for group in optimizer.param_groups:
             group["lr"] = _lr(step, config)
@@ -477,7 +483,7 @@ def _train(config: PretrainConfig, data: torch.Tensor | Iterable, device: torch.
 
     model.eval()
     return PretrainResult(
-        status="ok" if status == "running" else status,
+        status="stopped" if status == "running" else status,  # running: stop_after came first
         losses=losses,
         steps=len(losses) if status != "diverged" else len(losses) - 1,
         flops_per_step=flops,
@@ -503,19 +509,20 @@ def pretrain_on_pool(
     batch_size: int = 256,
     resume: bool = False,
     state_every: int = 100,
+    stop_after: int | None = None,
 ) -> PretrainResult:
     """Pretrain on `n_clips` clips of the embedded corpus's unlabeled pool (seeded by config.seed).
 
     The log-mel front end is fitted on the pool (the one input normalisation) and travels in every
     checkpoint (`extra["frontend"]`), so `audiorank evaluate` feeds the encoder the same features
-    it was trained on. `resume`/`state_every` as in `pretrain` (the pool is rebuilt identically).
+    it was trained on. `resume`/`state_every`/`stop_after` as in `pretrain` (the pool is rebuilt identically).
     """
     if n_clips < config.batch_size:
         raise ValueError(f"n_clips ({n_clips}) must be at least the batch size ({config.batch_size})")
     frontend, mels = pool_log_mels(n_clips, seconds, config.seed, batch_size)
     extra = {"frontend": frontend.state_dict(), "pool": {"n_clips": n_clips, "seconds": seconds}}
     return pretrain(config, mels, out_dir=out_dir, progress=progress, checkpoint_extra=extra, resume=resume,
-                    state_every=state_every)
+                    state_every=state_every, stop_after=stop_after)
 
 
 # A sweep worker pretrains run after run on the same few pools (one per seed, mostly): the pool's

@@ -24,7 +24,8 @@ from audiorank.evaluate import POOLINGS, evaluate
 from audiorank.pretrain import PretrainConfig, pretrain_on_pool
 from audiorank.study import recipe_rows, spearman, versus_init
 
-# recipe name -> PretrainConfig overrides (the preset is one of them); "default" is PretrainConfig()
+# recipe name -> PretrainConfig overrides (the preset is one of them), vc_weight 0 unless named;
+# "default" was PretrainConfig() at 8000 steps, "default-16k-vc01" is PretrainConfig() now
 RECIPES: dict[str, dict] = {
     "default": {},
     "mae": {"objective": "mae", "encoder": "vit-tiny", "lr": 1e-3, "warmup_steps": 100},
@@ -55,14 +56,18 @@ RECIPES: dict[str, dict] = {
     # the default run twice as long (does pitch come back above init with more compute?)
     "default-16k": {"steps": 16000},
     "default-16k-warm2000": {"steps": 16000, "warmup_steps": 2000},
-    # the 16000-step default with VICReg's variance-covariance terms on the student's tokens (weight
-    # 0.1 of 0.03, 0.1, 0.3, 1 on the first 2000 steps of seed 0): the early collapse, and the pitch dip, gone?
+    # the 16000-step default with VICReg's variance-covariance terms on the student's tokens, by weight
+    # (the first 2000 steps of each: results/default_vs_init/vc_weight_screen/): does the early collapse,
+    # and the pitch dip with it, go away?
+    "default-16k-vc003": {"steps": 16000, "vc_weight": 0.03},
     "default-16k-vc01": {"steps": 16000, "vc_weight": 0.1},
+    "default-16k-vc03": {"steps": 16000, "vc_weight": 0.3},
+    "default-16k-vc1": {"steps": 16000, "vc_weight": 1.0},
 }
 
 
 def _config(recipe: str, seed: int, steps: int, checkpoint_steps: tuple[int, ...] = ()) -> PretrainConfig:
-    overrides = dict(RECIPES[recipe])
+    overrides = {"vc_weight": 0.0, **RECIPES[recipe]}  # the recipes before vc_weight ran without it
     base = PretrainConfig(**overrides)
     return PretrainConfig(**{**overrides, "steps": steps, "seed": seed, "checkpoint_steps": checkpoint_steps,
                              "warmup_steps": min(base.warmup_steps, steps // 4), "device": "cpu"})

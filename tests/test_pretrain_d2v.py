@@ -15,7 +15,7 @@ VIT = EncoderConfig(arch="vit", width=32, depth=3, heads=2, patch=(16, 4), max_f
 
 def _config(**kw) -> PretrainConfig:
     return PretrainConfig(**{"objective": "d2v", "encoder": VIT, "batch_size": 8, "steps": 4,
-                             "warmup_steps": 2, "target_layers": 2, "device": "cpu", **kw})
+                             "warmup_steps": 2, "target_layers": 2, "device": "cpu", "vc_weight": 0.0, **kw})
 
 
 def test_targets_are_mean_of_instance_normalised_top_layers():
@@ -141,6 +141,15 @@ def test_vc_weight_adds_the_regulariser_of_the_visible_last_layer_tokens():
     assert tokens.shape == (4 * K, VIT.width)
     torch.testing.assert_close(loss, base + 0.3 * _vicreg_reference(tokens), rtol=1e-5, atol=1e-6,
                                check_dtype=False)
+
+
+def test_vc_weight_defaults_to_the_measured_value_for_d2v_only():
+    assert PretrainConfig().vc_weight == 0.1 and PretrainConfig(objective="d2v").vc_weight == 0.1
+    assert PretrainConfig(objective="mae").vc_weight == 0.0
+    assert PretrainConfig(objective="byol", encoder="cnn-nano").vc_weight == 0.0
+    assert PretrainConfig(vc_weight=0.0).vc_weight == 0.0  # given: kept
+    resolved = PretrainConfig().resolved()
+    assert PretrainConfig(**resolved).vc_weight == 0.1  # the record names the value, not None
 
 
 def test_vc_weight_is_refused_where_it_means_nothing():

@@ -121,7 +121,7 @@ def _pretrain(args: argparse.Namespace) -> int:
     from .pretrain import PretrainConfig, pretrain_on_pool
 
     config = PretrainConfig(objective=args.objective, encoder=args.preset, steps=args.steps,
-                            batch_size=args.batch_size, lr=args.lr, mask_ratio=args.mask_ratio,
+                            batch_size=args.batch_size, lr=args.lr, mask_ratio=args.mask_ratio, vc_weight=args.vc_weight,
                             warmup_steps=min(args.warmup_steps, args.steps),
                             checkpoint_steps=None if args.checkpoint_steps is None else tuple(args.checkpoint_steps),
                             seed=args.seed, device=args.device)
@@ -216,6 +216,8 @@ def build_parser() -> argparse.ArgumentParser:
     pre.add_argument("--lr", type=float, default=default.lr)
     pre.add_argument("--warmup-steps", type=int, default=default.warmup_steps)
     pre.add_argument("--mask-ratio", type=float, default=default.mask_ratio)
+    pre.add_argument("--vc-weight", type=float, help="VICReg variance-covariance weight on the student's tokens "
+                     "(mae, d2v; default: 0.1 for d2v, 0 otherwise)")
     pre.add_argument("--clips", type=int, default=2000, help="size of the pretraining pool")
     pre.add_argument("--seconds", type=float, default=1.0, help="clip length")
     pre.add_argument("--checkpoint-steps", type=int, nargs="*", default=None,

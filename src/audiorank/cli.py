@@ -211,7 +211,7 @@ def build_parser() -> argparse.ArgumentParser:
     default = PretrainConfig()  # the CLI's defaults are the library's (the recipe study's choice)
     pre.add_argument("--preset", default=default.encoder, help="an encoder preset of audiorank.models")
     pre.add_argument("--objective", choices=("mae", "d2v", "byol"), default=default.objective)
-    pre.add_argument("--steps", type=int, default=default.steps, help="optimizer steps (see results/default_vs_init/default_16k/)")
+    pre.add_argument("--steps", type=int, default=default.steps, help="optimizer steps (see results/default_vs_init/default_16k_vc01/)")
     pre.add_argument("--batch-size", type=int, default=default.batch_size)
     pre.add_argument("--lr", type=float, default=default.lr)
     pre.add_argument("--warmup-steps", type=int, default=default.warmup_steps)

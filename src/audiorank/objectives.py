@@ -9,6 +9,9 @@ and its heads whose forward(x, generator) returns the loss of one batch of log-m
   (Niizumi et al. 2023): the MAE student and decoder, but the targets at masked patches are an EMA
   teacher's representation of the whole clip (top-K blocks, instance-normalised, averaged). ViT only.
   scripts/recipe_study.py chose it, with square patches, at fixed compute (results/recipe_study/).
+  Both masked objectives can add VICReg's variance-covariance terms on the student's visible tokens
+  (`vc_weight`; 0.1 by default for d2v): without them the first steps collapse the representation
+  onto a few directions (results/default_vs_init/default_16k_vc01/).
 - "byol": BYOL-A (Niizumi et al. 2021; BYOL, Grill et al. 2020): an online encoder + projector +
   predictor regresses an EMA target encoder + projector across two augmented views (mixup with
   another clip of the batch, random resize crop in time/frequency, gain). Works with every

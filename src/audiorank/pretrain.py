@@ -78,8 +78,9 @@ def _crop_scale(value: Any) -> tuple:
 @dataclass
 class PretrainConfig:
     # defaults: the recipe chosen by scripts/recipe_study.py at fixed compute on the corpus tasks
-    # (results/recipe_study/): data2vec-style targets with square patches; 16000 steps (~9 min on 2
-    # CPU cores) because 8000 left gm_pitch tied with the random init (results/default_vs_init/default_16k/)
+    # (results/recipe_study/): data2vec-style targets with square patches; 16000 steps (~9.5 min on 2
+    # CPU cores) because 8000 left gm_pitch tied with the random init (results/default_vs_init/default_16k/);
+    # vc_weight 0.1 (below) because without it pitch fell below the init early (.../default_16k_vc01/)
     objective: str = "d2v"  # "mae" | "d2v" (ViT only) | "byol" (any encoder)
     encoder: str | EncoderConfig | dict = "vit-tiny-p16"  # preset name or config
     steps: int = 16000  # optimizer steps

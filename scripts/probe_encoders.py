@@ -1,0 +1,108 @@
+"""Two groups of encoders compared task by task with every default probe of `audiorank.evaluate`.
+
+Each `--encoder GROUP:SEED=SPEC` names an encoder (a checkpoint, `random:PRESET`, `hear:MODULE`) in
+a group, with the seed `evaluate` is given (for `random:` it seeds the weights; for all, the probe
+seeds). Every encoder is evaluated on every task folder under `--tasks` with `evaluate`'s protocol
+and its default probes; one row per (encoder, task) goes to `<out>/rows.jsonl` (an (group, seed,
+task) already there is skipped, so a killed run resumes) and the comparison to `<out>/table.md`:
+per probe and task, each group's mean ± sd over seeds of the test score at the best valid layer,
+the difference (first group minus second), and whether it exceeds twice the larger sd. Example
+(the command behind a committed table is in its folder's README):
+
+    OMP_NUM_THREADS=1 python scripts/probe_encoders.py --tasks /tmp/f8_tasks --out /tmp/cmp \
+        --encoder pretrained:0=runs/s0/step_0016000.pt --encoder init:0=random:vit-tiny-p16
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import pandas as pd
+
+from audiorank.audio import read_hear_task
+from audiorank.evaluate import evaluate
+from audiorank.probes import PROBES
+
+
+def parse_encoder(text: str) -> tuple[str, int, str]:
+    """'GROUP:SEED=SPEC' → (group, seed, spec), with a clear error otherwise."""
+    head, sep, spec = text.partition("=")
+    group, colon, seed = head.partition(":")
+    if not (sep and colon and group and spec and seed.lstrip("-").isdigit()):
+        raise argparse.ArgumentTypeError(f"--encoder {text!r}: expected GROUP:SEED=SPEC, e.g. init:0=random:vit-tiny-p16")
+    return group, int(seed), spec
+
+
+def compare(rows: list[dict]) -> pd.DataFrame:
+    """Per (probe, task): each group's mean and sd over seeds, the first group's lead over the
+    second, and `clear` (the lead exceeds twice the larger sd)."""
+    frame = pd.DataFrame([{"group": r["group"], "seed": r["seed"], "task": r["task"], "probe": p, "score": s}
+                          for r in rows for p, s in r["scores"].items()])
+    first, second = list(dict.fromkeys(frame["group"]))[:2]
+    stats = frame.groupby(["probe", "task", "group"])["score"].agg(["mean", "std"]).unstack("group")
+    out = pd.DataFrame({
+        f"{first}": stats[("mean", first)], f"{first}_sd": stats[("std", first)],
+        f"{second}": stats[("mean", second)], f"{second}_sd": stats[("std", second)],
+    })
+    out["difference"] = out[first] - out[second]
+    out["clear"] = out["difference"] > 2 * out[[f"{first}_sd", f"{second}_sd"]].max(axis=1)
+    return out
+
+
+def table(rows: list[dict]) -> str:
+    """Markdown of `compare`: a row per probe and task, and per probe how many tasks clear."""
+    result = compare(rows)
+    first, second = result.columns[0], result.columns[2]
+    lines = [f"| probe | task | {first} | {second} | difference | > 2σ |", "|---|---|---|---|---|---|"]
+    for (probe, task), r in result.iterrows():
+        lines.append(f"| {probe} | {task} | {r[first]:.3f} ± {r[first + '_sd']:.3f} | "
+                     f"{r[second]:.3f} ± {r[second + '_sd']:.3f} | {r['difference']:+.3f} | {'yes' if r['clear'] else 'no'} |")
+    lines += ["", "| probe | tasks clear (> 2σ) | tasks ahead |", "|---|---|---|"]
+    for probe, r in result.groupby(level="probe"):
+        lines.append(f"| {probe} | {int(r['clear'].sum())}/{len(r)} | {int((r['difference'] > 0).sum())}/{len(r)} |")
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--tasks", required=True, help="folder of HEAR task folders (audiorank corpus --out)")
+    parser.add_argument("--out", required=True)
+    parser.add_argument("--encoder", action="append", type=parse_encoder, default=[], required=True,
+                        help="GROUP:SEED=SPEC (repeat; the first group named is compared with the second)")
+    parser.add_argument("--probes", nargs="+", default=list(PROBES), choices=PROBES)
+    parser.add_argument("--pooling", default="mean")
+    args = parser.parse_args()
+    groups = list(dict.fromkeys(g for g, _, _ in args.encoder))
+    if len(groups) != 2:
+        parser.error(f"--encoder must name exactly two groups, got {groups}")
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / "rows.jsonl"
+    rows = [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+    done = {(r["group"], r["seed"], r["task"]) for r in rows}
+    tasks = sorted(p for p in Path(args.tasks).iterdir() if p.is_dir())
+    for group, seed, spec in args.encoder:
+        for folder in tasks:
+            if (group, seed, folder.name) in done:
+                continue
+            t0 = time.perf_counter()
+            r = evaluate(spec, read_hear_task(folder), probes=args.probes, seed=seed, pooling=args.pooling)
+            row = {"group": group, "seed": seed, "encoder": spec, "task": folder.name,
+                   "scores": {p: r["scores"][p]["best"] for p in args.probes},
+                   "layers": {p: r["best_layer"][p] for p in args.probes},
+                   "seed_scores": {p: r["seed_scores"][p] for p in args.probes if p in r.get("seed_scores", {})},
+                   "wall_s": round(time.perf_counter() - t0, 1)}
+            rows.append(row)
+            with path.open("a") as f:
+                f.write(json.dumps(row) + "\n")
+            print(json.dumps({k: row[k] for k in ("group", "seed", "task", "scores", "wall_s")}), flush=True)
+    text = table(rows)
+    (out / "table.md").write_text(text)
+    print(text)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,36 @@
+"""scripts/probe_encoders.py: its argument parsing and the comparison it tabulates."""
+
+import argparse
+import importlib.util
+
+import pytest
+
+from audiorank.profiles import project_root
+
+_spec = importlib.util.spec_from_file_location("probe_encoders", project_root() / "scripts" / "probe_encoders.py")
+probe_encoders = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(probe_encoders)
+
+
+def test_encoder_argument_is_group_seed_and_spec():
+    assert probe_encoders.parse_encoder("init:2=random:vit-tiny-p16") == ("init", 2, "random:vit-tiny-p16")
+    assert probe_encoders.parse_encoder("pt:0=runs/a=b/step_1.pt") == ("pt", 0, "runs/a=b/step_1.pt")
+    for bad in ("init=random:vit", "init:x=random:vit", ":0=a", "init:0="):
+        with pytest.raises(argparse.ArgumentTypeError, match="GROUP:SEED=SPEC"):
+            probe_encoders.parse_encoder(bad)
+
+
+def _rows(scores):
+    return [{"group": g, "seed": s, "task": t, "scores": {"linear": v}} for (g, s, t), v in scores.items()]
+
+
+def test_comparison_is_first_group_minus_second_and_clear_beyond_twice_the_larger_sd():
+    rows = _rows({("pt", 0, "a"): 0.8, ("pt", 1, "a"): 0.9, ("init", 0, "a"): 0.5, ("init", 1, "a"): 0.6,
+                  ("pt", 0, "b"): 0.6, ("pt", 1, "b"): 0.8, ("init", 0, "b"): 0.5, ("init", 1, "b"): 0.5})
+    result = probe_encoders.compare(rows)
+    a, b = result.loc[("linear", "a")], result.loc[("linear", "b")]
+    assert a["difference"] == pytest.approx(0.3) and a["clear"]  # sd 0.0707 each: 0.3 > 0.141
+    assert b["difference"] == pytest.approx(0.2) and not b["clear"]  # pt sd 0.141: 0.2 < 0.283
+    text = probe_encoders.table(rows)
+    assert "| linear | a | 0.850 ± 0.071 | 0.550 ± 0.071 | +0.300 | yes |" in text
+    assert "| linear | 1/2 | 2/2 |" in text

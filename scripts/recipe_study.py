@@ -132,7 +132,7 @@ def run_study(args: argparse.Namespace) -> list[dict]:
                 have.add(("random", preset, seed, None))
     for recipe in args.recipes:
         steps, rate = (args.steps, float("nan")) if args.steps else steps_for_budget(recipe, args.budget_s, args.clips)
-        last = None if args.stop_after is None else args.stop_after  # a run's last row: its final step or here
+        last = args.stop_after  # a run's last row: step None (its final step), or where it stops
         if all(("recipe", recipe, s, last) in have for s in args.seeds):
             continue
         fractions = tuple(args.checkpoint_fractions)

@@ -308,6 +308,7 @@ def test_cli_records_the_resolved_config_and_resumes(tmp_path, capsys):
     assert config["encoder"] == json.loads(json.dumps(dataclasses.asdict(PRESETS["vit-nano"])))
     assert config["pool"] == {"n_clips": 16, "seconds": 0.5} and config["seed"] == 3
     assert config["audiorank_version"] == audiorank.__version__ and config["checkpoint_steps"] == [0, 1, 2, 4, 8]
+    assert config["torch_threads"] == torch.get_num_threads()
     assert sorted(p.name for p in tmp_path.glob("step_*.pt")) == [f"step_{s:07d}.pt" for s in (0, 1, 2, 4, 8)]
     assert cli_main([*args, "--resume"]) == 0  # a finished run: its result again, nothing retrained
     again = json.loads((tmp_path / "pretrain.json").read_text())

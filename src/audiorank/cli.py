@@ -117,6 +117,8 @@ def _corpus(args: argparse.Namespace) -> int:
 
 
 def _pretrain(args: argparse.Namespace) -> int:
+    import torch
+
     from . import __version__
     from .pretrain import PretrainConfig, pretrain_on_pool
 
@@ -134,8 +136,10 @@ def _pretrain(args: argparse.Namespace) -> int:
                "wall_time_s": result.wall_time_s, "resumed_from": result.resumed_from,
                "checkpoints": result.checkpoints, "losses": result.losses}
     # the full resolved config beside the summary: what this run was, without reading the code
+    # torch_threads: CPU float reductions depend on it, so the same seed on 1 and 2 threads trains
+    # different (equally valid) weights
     record = {**summary, "config": {**result.config, "pool": {"n_clips": args.clips, "seconds": args.seconds},
-                                    "audiorank_version": __version__}}
+                                    "audiorank_version": __version__, "torch_threads": torch.get_num_threads()}}
     (out / "pretrain.json").write_text(json.dumps(record, indent=1) + "\n")
     print(json.dumps({k: v for k, v in summary.items() if k != "losses"}))
     return 0 if result.status == "ok" else 1

@@ -25,6 +25,7 @@ import pandas as pd
 from audiorank.audio import read_hear_task
 from audiorank.evaluate import evaluate
 from audiorank.probes import PROBES
+from audiorank.study import clears
 
 
 def parse_encoder(text: str) -> tuple[str, int, str]:
@@ -48,7 +49,7 @@ def compare(rows: list[dict]) -> pd.DataFrame:
         f"{second}": stats[("mean", second)], f"{second}_sd": stats[("std", second)],
     })
     out["difference"] = out[first] - out[second]
-    out["clear"] = out["difference"] > 2 * out[[f"{first}_sd", f"{second}_sd"]].max(axis=1)
+    out["clear"] = clears(out["difference"], out[f"{first}_sd"], out[f"{second}_sd"])
     return out
 
 

@@ -22,7 +22,7 @@ from tempfile import TemporaryDirectory
 from audiorank.audio import read_hear_task
 from audiorank.evaluate import POOLINGS, evaluate
 from audiorank.pretrain import PretrainConfig, pretrain_on_pool
-from audiorank.study import recipe_rows, spearman, versus_init
+from audiorank.study import recipe_rows, rise_with_compute, versus_init
 
 # recipe name -> PretrainConfig overrides (the preset is one of them), vc_weight 0 unless named;
 # "default" was PretrainConfig() at 8000 steps, "default-16k-vc01" is PretrainConfig() now
@@ -196,10 +196,9 @@ def compute_table(rows: list[dict], recipe: str) -> str:
     lines = ["| step | seeds | " + " | ".join(task_names) + " |", "|---" * (len(task_names) + 2) + "|"]
     for step, row in means.iterrows():
         lines.append(f"| {step} | {seeds[step]} | " + " | ".join(f"{row[t]:.3f}" for t in task_names) + " |")
-    by_task = dict(list(ckpts.groupby("task")))  # a stopped run (--stop-after) has no final row: not versus_init
-    for x, label in (("step", "score–step"), ("rankme", "RankMe–score")):
-        lines.append(f"| Spearman {label} (pooled) | | " + " | ".join(
-            f"{spearman(by_task[t][x], by_task[t]['score']):.2f}" for t in task_names) + " |")
+    rho = rise_with_compute(ckpts)  # not versus_init: a stopped run (--stop-after) has no final row
+    for column, label in (("rho_step", "score–step"), ("rho_rankme", "RankMe–score")):
+        lines.append(f"| Spearman {label} (pooled) | | " + " | ".join(f"{rho.at[t, column]:.2f}" for t in task_names) + " |")
     return "\n".join(lines) + "\n"
 
 

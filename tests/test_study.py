@@ -185,3 +185,12 @@ def test_versus_init_compares_the_final_checkpoint_with_the_same_seeds_init():
     assert not versus_init(one_seed, "r").loc["a", "clear"]  # one seed: no spread, never "clear"
     with pytest.raises(ValueError, match="no checkpoints of recipe 'q'"):
         versus_init(rows, "q")
+
+
+def test_clears_needs_both_spreads_and_works_on_series():
+    from audiorank.study import clears
+
+    assert clears(0.3, 0.1, 0.05) and not clears(0.2, 0.1, 0.05)  # twice the larger sd: 0.2
+    assert not clears(0.3, np.nan, 0.05) and not clears(0.3, 0.05, np.nan)  # one seed, either side
+    got = clears(pd.Series([0.3, 0.3]), pd.Series([0.1, np.nan]), pd.Series([0.05, 0.05]))
+    assert got.tolist() == [True, False]

@@ -29,6 +29,7 @@ __all__ = [
     "axis_points",
     "checkpoints",
     "claim_verdict",
+    "clears",
     "fit_law",
     "frontier",
     "law_summary",
@@ -38,6 +39,7 @@ __all__ = [
     "load_recipe_rows",
     "load_results",
     "recipe_rows",
+    "rise_with_compute",
     "spearman",
     "status_table",
     "task_checkpoints",
@@ -283,12 +285,24 @@ def versus_init(rows: pd.DataFrame, recipe: str) -> pd.DataFrame:
     out = {}
     for task, f in final.groupby("task"):
         b = base[(base["task"] == task) & base["seed"].isin(f["seed"])]
-        c = ckpts[ckpts["task"] == task]
         sd_f, sd_b = (x.std(ddof=1) if len(x) > 1 else np.nan for x in (f["score"], b["score"]))
         difference = f["score"].mean() - b["score"].mean()
         out[task] = {"seeds": len(f), "init": b["score"].mean(), "init_sd": sd_b, "pretrained": f["score"].mean(),
-                     "pretrained_sd": sd_f, "difference": difference, "clear": bool(difference > 2 * max(sd_f, sd_b)),
-                     "rho_step": spearman(c["step"], c["score"]), "rho_rankme": spearman(c["rankme"], c["score"])}
-    table = pd.DataFrame.from_dict(out, orient="index")
+                     "pretrained_sd": sd_f, "difference": difference, "clear": bool(clears(difference, sd_f, sd_b))}
+    table = pd.DataFrame.from_dict(out, orient="index").join(rise_with_compute(ckpts))
     table.index.name = "task"
     return table
+
+
+def clears(difference: Any, sd_a: Any, sd_b: Any) -> Any:
+    """The study's margin: `difference` exceeds twice the larger of two seed sds; never where either
+    sd is NaN (one seed: no spread to clear). Scalars or aligned pandas Series."""
+    return difference > 2 * np.maximum(sd_a, sd_b)  # np.maximum keeps a NaN, and NaN compares False
+
+
+def rise_with_compute(ckpts: pd.DataFrame) -> pd.DataFrame:
+    """Per task, over a run's checkpoints (`recipe_rows` rows; init included, seeds pooled): Spearman's
+    ρ of the score with the step (`rho_step`) and of the last layer's RankMe with the score
+    (`rho_rankme`). Needs no final checkpoint, so a stopped run has it too."""
+    return pd.DataFrame({task: {"rho_step": spearman(c["step"], c["score"]), "rho_rankme": spearman(c["rankme"], c["score"])}
+                         for task, c in ckpts.groupby("task")}).T

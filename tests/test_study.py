@@ -12,19 +12,21 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from audiorank.fit import PowerLawFit
-from audiorank.study import (axis_points, checkpoints, claim_verdict, fit_law, frontier, law_summary, law_table, layer_table, load_results,
-                             recipe_rows, spearman, status_table, versus_init)
+from audiorank.study import (axis_points, checkpoints, claim_verdict, fit_law, frontier, held_out_error, law_summary,
+                             law_table, layer_table, load_results, paired_points, recipe_rows, spearman, status_table,
+                             versus_init)
 
 
 def _store(tmp_path, failed: bool = True):
     """Three runs: base (steps 0 and 4), a model-size run, and (optionally) a failed one."""
+    tmp_path.mkdir(parents=True, exist_ok=True)
     runs = pd.DataFrame([
         {"run": "r_base", "axis": "base", "status": "ok", "preset": "p", "objective": "d2v", "seed": 0,
          "encoder.arch": "vit", "encoder.width": 8, "encoder.depth": 2, "mask_ratio": 0.75, "pool_clips": 64,
-         "pool_seconds": 1.0, "params": 100, "flops_per_step": 10.0, "steps_done": 4, "wall_time_s": 1.0},
+         "pool_seconds": 1.0, "params": 100, "flops_per_step": 10.0, "steps": 4, "steps_done": 4, "wall_time_s": 1.0},
         {"run": "r_big", "axis": "model_size", "status": "ok", "preset": "q", "objective": "d2v", "seed": 0,
          "encoder.arch": "vit", "encoder.width": 16, "encoder.depth": 2, "mask_ratio": 0.75, "pool_clips": 64,
-         "pool_seconds": 1.0, "params": 400, "flops_per_step": 40.0, "steps_done": 4, "wall_time_s": 2.0},
+         "pool_seconds": 1.0, "params": 400, "flops_per_step": 40.0, "steps": 4, "steps_done": 4, "wall_time_s": 2.0},
     ] + ([{"run": "r_bad", "axis": "model_size", "status": "failed", "preset": "z", "objective": "d2v", "seed": 0,
            "encoder.arch": "vit", "params": np.nan, "error": "RuntimeError: boom"}] if failed else []))
     ranks, probes = [], []
@@ -71,6 +73,50 @@ def test_axis_points_keep_the_base_and_the_final_checkpoint(tmp_path):
     assert list(compute["step"]) == [4]
     with pytest.raises(ValueError, match="unknown axis 'colour'"):
         axis_points(table, "colour")
+
+
+def test_paired_points_join_the_same_point_of_two_sweeps(tmp_path):
+    a = checkpoints(_store(tmp_path / "a"))
+    b = checkpoints(_store(tmp_path / "b", failed=False))
+    b = b.assign(rankme=b["rankme"] * 2, run=b["run"] + "'")  # the second sweep: other ids, double rank
+    pairs = paired_points(a, b, suffixes=("_a", "_b"))
+    # the base's final checkpoint once (it sits on every axis), the model-size run, the base's step 4
+    # on the compute axis is that same checkpoint: two rows in all
+    assert sorted(zip(pairs["run_a"], pairs["step"])) == [("r_base", 4), ("r_big", 4)]
+    assert list(pairs["run_b"]) == [r + "'" for r in pairs["run_a"]]
+    np.testing.assert_allclose(pairs["rankme_b"], 2 * pairs["rankme_a"])
+    np.testing.assert_allclose(pairs["quality_b"], pairs["quality_a"])
+    assert paired_points(a, b[b["axis"] == "architecture"]).empty  # nothing in common
+
+
+def test_paired_points_never_pair_a_long_runs_checkpoint_with_a_short_runs_end():
+    # the compute axis: a 4-step run, and an 8-step run with a checkpoint at step 4 (same FLOPs)
+    rows = [{"run": run, "axis": "compute", "seed": 0, "steps": steps, "step": step, "final": step == steps,
+             "flops": 10.0 * step, "rankme": rank, "quality": 0.5}
+            for run, steps, step, rank in (("short", 4, 4, 1.0), ("long", 8, 4, 2.0), ("long", 8, 8, 3.0))]
+    table = pd.DataFrame(rows)
+    pairs = paired_points(table, table.assign(rankme=table["rankme"] + 10))
+    assert len(pairs) == 3 and (pairs["run_a"] == pairs["run_b"]).all()
+    np.testing.assert_allclose(pairs["rankme_b"] - pairs["rankme_a"], 10)
+
+
+def test_held_out_error_against_direct_computation():
+    rng = np.random.default_rng(1)
+    x = np.repeat(np.geomspace(1, 100, 6), 3)
+    fit = PowerLawFit().fit(x, 3.0 * x ** 0.5 * np.exp(rng.normal(0, 0.05, x.size))).bootstrap(200, seed=0)
+    x_new = np.geomspace(2, 50, 10)
+    y_new = 1.2 * 3.0 * x_new ** 0.5  # 20% above the law, exactly
+    out = held_out_error(fit, x_new, y_new)
+    predicted = fit.predict(x_new)
+    assert out["points"] == 10
+    assert out["mean_abs_rel_error"] == pytest.approx(np.mean(np.abs(predicted - y_new) / y_new))
+    assert out["mean_log_residual"] == pytest.approx(np.mean(np.log(y_new / predicted)))
+    assert out["mean_log_residual"] == pytest.approx(np.log(1.2), abs=0.03)
+    assert out["spearman"] == pytest.approx(1.0)
+    low, high = fit.predict_interval(x_new)
+    assert out["inside"] == np.mean((low <= y_new) & (y_new <= high))
+    with pytest.raises(ValueError, match="1-D of one non-zero length"):
+        held_out_error(fit, x_new, y_new[:3])
 
 
 def test_failed_runs_are_listed_not_dropped(tmp_path):

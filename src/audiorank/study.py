@@ -32,12 +32,14 @@ __all__ = [
     "clears",
     "fit_law",
     "frontier",
+    "held_out_error",
     "law_summary",
     "law_table",
     "layer_table",
     "listed",
     "load_recipe_rows",
     "load_results",
+    "paired_points",
     "recipe_rows",
     "rise_with_compute",
     "spearman",
@@ -159,6 +161,40 @@ def axis_points(table: pd.DataFrame, axis: str, final_only: bool = True) -> pd.D
 def fit_law(x: Any, y: Any, form: str = "power", n_bootstrap: int = 400, seed: int = 0) -> PowerLawFit:
     """`fit_power_law` followed by a seeded bootstrap (the 95% intervals, failed refits counted)."""
     return PowerLawFit(form=form).fit(x, y).bootstrap(n_bootstrap, seed=seed)
+
+
+def held_out_error(fit: PowerLawFit, x: Any, y: Any, seed: int = 0) -> dict[str, float]:
+    """How a law fitted elsewhere predicts the points (x, y): mean |ŷ − y|/y, the fraction of y
+    inside the 95% prediction interval (the fit needs `bootstrap()`), Spearman's ρ of ŷ with y, and
+    the mean log residual log y − log ŷ (> 0: the points lie above the law)."""
+    x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+    if x.shape != y.shape or x.ndim != 1 or x.size == 0:
+        raise ValueError(f"x and y must be 1-D of one non-zero length, got shapes {x.shape} and {y.shape}")
+    predicted = fit.predict(x)
+    low, high = fit.predict_interval(x, seed=seed)
+    return {"points": int(x.size), "mean_abs_rel_error": float(np.mean(np.abs(predicted - y) / y)),
+            "inside": float(np.mean((low <= y) & (y <= high))), "spearman": spearman(predicted, y),
+            "mean_log_residual": float(np.mean(np.log(y) - np.log(predicted)))}
+
+
+def paired_points(a: pd.DataFrame, b: pd.DataFrame, suffixes: tuple[str, str] = ("_a", "_b")) -> pd.DataFrame:
+    """The same point of two sweeps side by side: for every numeric axis and the architecture axis,
+    `axis_points` of two `checkpoints` tables joined on (axis, x, seed, steps, step): a run's
+    length is part of the key, so that a long run's checkpoint at step 800 never pairs with an
+    800-step run's end. One row per point present in both, with `run`, `rankme` and `quality` of
+    each (suffixed); the base run appears once, under axis "base"."""
+    keys = ["axis", "x", "seed", "steps", "step"]
+    frames = []
+    for axis in AXIS_VARIABLES:
+        if not ((a["axis"] == axis).any() and (b["axis"] == axis).any()):
+            continue
+        pa, pb = (axis_points(t, axis)[keys + ["run", "rankme", "quality"]] for t in (a, b))
+        frames.append(pa.merge(pb, on=keys, suffixes=suffixes))
+    columns = keys + [f"{c}{s}" for s in suffixes for c in ("run", "rankme", "quality")]
+    if not frames:
+        return pd.DataFrame(columns=columns)
+    out = pd.concat(frames, ignore_index=True).drop_duplicates([f"run{suffixes[0]}", "step"])  # the base, once
+    return out[columns].sort_values(["axis", "seed", "step"], kind="stable").reset_index(drop=True)
 
 
 def frontier(table: pd.DataFrame, x: str, y: str) -> pd.DataFrame:

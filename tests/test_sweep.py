@@ -178,6 +178,10 @@ def test_inline_process_and_dask_give_identical_tables(tmp_path, one_torch_threa
     assert set(runs["status"]) == {"ok"}
     # RankMe of every layer at both checkpoints, clip and frame level; probe scores per layer
     assert len(tables["inline"]["ranks"]) == 2 * 2 * 3 * 2  # runs × steps × layers (vit-nano: 3) × levels
+    # a value from fewer samples than dimensions is flagged capped; the thread count is recorded
+    ranks = tables["inline"]["ranks"].merge(runs[["run", "encoder.width"]], on="run")
+    assert (ranks["capped"] == (ranks["n_samples"] < ranks["encoder.width"])).all()
+    assert (runs["torch_threads"] == 1).all()
     for kind in ("process", "dask"):
         for name in ("ranks", "probes"):
             pd.testing.assert_frame_equal(tables[kind][name], tables["inline"][name])

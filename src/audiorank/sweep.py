@@ -252,18 +252,20 @@ def run_one(config: Mapping, progress: bool = False) -> dict:
     except Exception as err:  # noqa: BLE001 — a failed run is a result, kept with its status
         record.update(status="failed", error=f"{type(err).__name__}: {err}")
     record["wall_time_s"] = round(time.perf_counter() - started, 3)
+    record["torch_threads"] = torch.get_num_threads()  # CPU reductions, so a seed's numbers, depend on it
     return record
 
 
 def _collect(record: dict, out: Mapping, step: int, task: str) -> None:
     """Rows of the ranks and probes tables from one `evaluate` result."""
-    for level, key, count_key in (("clip", "rankme", "rankme_n_samples"),
-                                  ("frame", "rankme_frame", "rankme_frame_n_samples")):
+    for level, key, count_key, capped_key in (("clip", "rankme", "rankme_n_samples", "rankme_capped"),
+                                              ("frame", "rankme_frame", "rankme_frame_n_samples", "rankme_frame_capped")):
         for layer, value in out[key].items():
             counts = out[count_key]
             n = counts[layer] if isinstance(counts, Mapping) else counts
+            # capped: fewer samples than dimensions, so the value is bounded by N, not measured
             record["ranks"].append({"step": step, "task": task, "layer": layer, "level": level,
-                                    "n_samples": int(n), "rankme": float(value)})
+                                    "n_samples": int(n), "rankme": float(value), "capped": bool(out[capped_key][layer])})
     for split, key in (("test", "scores"), ("valid", "valid_scores")):
         for probe, per_layer in out[key].items():
             for layer, value in per_layer.items():
@@ -343,7 +345,7 @@ class ResultsStore:
             row.update({k: v for k, v in cfg["pretrain"].items() if k != "encoder" and not isinstance(v, (list, dict))})
             row.update({f"encoder.{k}": v for k, v in cfg["pretrain"]["encoder"].items() if not isinstance(v, (list, dict))})
             row.update({k: rec.get(k) for k in ("params", "params_total", "flops_per_step", "steps_done",
-                                                 "final_loss", "device", "wall_time_s", "error")})
+                                                 "final_loss", "device", "torch_threads", "wall_time_s", "error")})
             runs.append(row)
             ranks += [{"run": rid, **r} for r in rec["ranks"]]
             probes += [{"run": rid, **p} for p in rec["probes"]]

@@ -20,12 +20,11 @@ import json
 import time
 from pathlib import Path
 
-import pandas as pd
 
 from audiorank.audio import read_hear_task
 from audiorank.evaluate import evaluate
 from audiorank.probes import PROBES
-from audiorank.study import clears
+from audiorank.study import compare_groups, load_group_rows
 
 
 def parse_encoder(text: str) -> tuple[str, int, str]:
@@ -37,25 +36,9 @@ def parse_encoder(text: str) -> tuple[str, int, str]:
     return group, int(seed), spec
 
 
-def compare(rows: list[dict]) -> pd.DataFrame:
-    """Per (probe, task): each group's mean and sd over seeds, the first group's lead over the
-    second, and `clear` (the lead exceeds twice the larger sd)."""
-    frame = pd.DataFrame([{"group": r["group"], "seed": r["seed"], "task": r["task"], "probe": p, "score": s}
-                          for r in rows for p, s in r["scores"].items()])
-    first, second = list(dict.fromkeys(frame["group"]))[:2]
-    stats = frame.groupby(["probe", "task", "group"])["score"].agg(["mean", "std"]).unstack("group")
-    out = pd.DataFrame({
-        f"{first}": stats[("mean", first)], f"{first}_sd": stats[("std", first)],
-        f"{second}": stats[("mean", second)], f"{second}_sd": stats[("std", second)],
-    })
-    out["difference"] = out[first] - out[second]
-    out["clear"] = clears(out["difference"], out[f"{first}_sd"], out[f"{second}_sd"])
-    return out
-
-
 def table(rows: list[dict]) -> str:
-    """Markdown of `compare`: a row per probe and task, and per probe how many tasks clear."""
-    result = compare(rows)
+    """Markdown of `study.compare_groups`: a row per probe and task, and per probe how many tasks clear."""
+    result = compare_groups(rows)
     first, second = result.columns[0], result.columns[2]
     lines = [f"| probe | task | {first} | {second} | difference | > 2σ |", "|---|---|---|---|---|---|"]
     for (probe, task), r in result.iterrows():
@@ -79,7 +62,7 @@ def main() -> None:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     path = out / "rows.jsonl"
-    rows = [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+    rows = load_group_rows(path) if path.exists() else []
     done = {(r["group"], r["seed"], r["task"]) for r in rows}
     tasks = sorted(p for p in Path(args.tasks).iterdir() if p.is_dir())
     for group, seed, spec in args.encoder:

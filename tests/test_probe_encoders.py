@@ -1,4 +1,4 @@
-"""scripts/probe_encoders.py: its argument parsing and the comparison it tabulates."""
+"""scripts/probe_encoders.py: its argument parsing, and the comparison it tabulates (study.compare_groups)."""
 
 import argparse
 import importlib.util
@@ -6,6 +6,7 @@ import importlib.util
 import pytest
 
 from audiorank.profiles import project_root
+from audiorank.study import compare_groups
 
 _spec = importlib.util.spec_from_file_location("probe_encoders", project_root() / "scripts" / "probe_encoders.py")
 probe_encoders = importlib.util.module_from_spec(_spec)
@@ -27,10 +28,12 @@ def _rows(scores):
 def test_comparison_is_first_group_minus_second_and_clear_beyond_twice_the_larger_sd():
     rows = _rows({("pt", 0, "a"): 0.8, ("pt", 1, "a"): 0.9, ("init", 0, "a"): 0.5, ("init", 1, "a"): 0.6,
                   ("pt", 0, "b"): 0.6, ("pt", 1, "b"): 0.8, ("init", 0, "b"): 0.5, ("init", 1, "b"): 0.5})
-    result = probe_encoders.compare(rows)
+    result = compare_groups(rows)
     a, b = result.loc[("linear", "a")], result.loc[("linear", "b")]
     assert a["difference"] == pytest.approx(0.3) and a["clear"]  # sd 0.0707 each: 0.3 > 0.141
     assert b["difference"] == pytest.approx(0.2) and not b["clear"]  # pt sd 0.141: 0.2 < 0.283
     text = probe_encoders.table(rows)
     assert "| linear | a | 0.850 ± 0.071 | 0.550 ± 0.071 | +0.300 | yes |" in text
     assert "| linear | 1/2 | 2/2 |" in text
+    with pytest.raises(ValueError, match="exactly two groups, got \\['pt'\\]"):
+        compare_groups([r for r in rows if r["group"] == "pt"])

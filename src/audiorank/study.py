@@ -30,6 +30,7 @@ __all__ = [
     "checkpoints",
     "claim_verdict",
     "clears",
+    "compare_groups",
     "fit_law",
     "frontier",
     "held_out_error",
@@ -37,6 +38,7 @@ __all__ = [
     "law_table",
     "layer_table",
     "listed",
+    "load_group_rows",
     "load_recipe_rows",
     "load_results",
     "paired_points",
@@ -342,3 +344,35 @@ def rise_with_compute(ckpts: pd.DataFrame) -> pd.DataFrame:
     (`rho_rankme`). Needs no final checkpoint, so a stopped run has it too."""
     return pd.DataFrame({task: {"rho_step": spearman(c["step"], c["score"]), "rho_rankme": spearman(c["rankme"], c["score"])}
                          for task, c in ckpts.groupby("task")}).T
+
+
+# ----------------------------------------------------------------------------- two groups of encoders
+
+
+def load_group_rows(path: str | Path) -> list[dict[str, Any]]:
+    """The rows of `scripts/probe_encoders.py` (one per encoder and task: `group`, `seed`, `task`,
+    `scores` {probe: test score at the best valid layer})."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no encoder-comparison rows (scripts/probe_encoders.py writes rows.jsonl)")
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def compare_groups(rows: list[dict[str, Any]]) -> pd.DataFrame:
+    """Per (probe, task), two groups of encoders (the first and second group named in `rows`, as
+    `load_group_rows`): each group's mean and sd over seeds (columns named after the groups, and
+    `<group>_sd`), the first group's lead over the second (`difference`), and `clear` (`clears`)."""
+    frame = pd.DataFrame([{"group": r["group"], "seed": r["seed"], "task": r["task"], "probe": p, "score": s}
+                          for r in rows for p, s in r["scores"].items()])
+    groups = list(dict.fromkeys(frame["group"])) if len(frame) else []
+    if len(groups) != 2:
+        raise ValueError(f"compare_groups needs rows of exactly two groups, got {groups}")
+    first, second = groups
+    stats = frame.groupby(["probe", "task", "group"])["score"].agg(["mean", "std"]).unstack("group")
+    out = pd.DataFrame({
+        f"{first}": stats[("mean", first)], f"{first}_sd": stats[("std", first)],
+        f"{second}": stats[("mean", second)], f"{second}_sd": stats[("std", second)],
+    })
+    out["difference"] = out[first] - out[second]
+    out["clear"] = clears(out["difference"], out[f"{first}_sd"], out[f"{second}_sd"])
+    return out

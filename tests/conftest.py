@@ -11,8 +11,10 @@ from audiorank.profiles import project_root
 
 ROOT = project_root()
 #: what a build of the book reads from the repository (configs/ is read from the repository itself;
-#: the pretraining chapter reads the committed recipe-study rows)
-BOOK_SOURCES = ("_config.yml", "_toc.yml", "book", "notebooks", "results/default_vs_init")
+#: the pretraining chapter reads the committed recipe-study rows, the regulariser chapter the two
+#: committed laptop sweeps)
+BOOK_SOURCES = ("_config.yml", "_toc.yml", "book", "notebooks", "results/default_vs_init", "results/laptop",
+                "results/laptop_vc0")
 
 
 @pytest.fixture(scope="module")

@@ -98,6 +98,10 @@ def test_paired_points_never_pair_a_long_runs_checkpoint_with_a_short_runs_end()
     pairs = paired_points(table, table.assign(rankme=table["rankme"] + 10))
     assert len(pairs) == 3 and (pairs["run_a"] == pairs["run_b"]).all()
     np.testing.assert_allclose(pairs["rankme_b"] - pairs["rankme_a"], 10)
+    # another objective costs other FLOPs per step: the same (steps, step) is still the same point
+    costlier = paired_points(table, table.assign(flops=table["flops"] * 1.03))
+    assert len(costlier) == 3 and (costlier["run_a"] == costlier["run_b"]).all()
+    assert sorted(costlier["x"]) == sorted(table["flops"])  # x: the first table's FLOPs
 
 
 def test_held_out_error_against_direct_computation():

@@ -183,16 +183,21 @@ def paired_points(a: pd.DataFrame, b: pd.DataFrame, suffixes: tuple[str, str] = 
     """The same point of two sweeps side by side: for every numeric axis and the architecture axis,
     `axis_points` of two `checkpoints` tables joined on (axis, x, seed, steps, step): a run's
     length is part of the key, so that a long run's checkpoint at step 800 never pairs with an
-    800-step run's end. One row per point present in both, with `run`, `rankme` and `quality` of
-    each (suffixed); the base run appears once, under axis "base"."""
+    800-step run's end. On the compute axis x is FLOPs, which a change of the objective changes:
+    there a point is (steps, step), and x is the first table's. One row per point present in
+    both, with `run`, `rankme` and `quality` of each (suffixed); the base run appears once, under
+    axis "base"."""
     keys = ["axis", "x", "seed", "steps", "step"]
+    values = ["run", "rankme", "quality"]
     frames = []
     for axis in AXIS_VARIABLES:
         if not ((a["axis"] == axis).any() and (b["axis"] == axis).any()):
             continue
-        pa, pb = (axis_points(t, axis)[keys + ["run", "rankme", "quality"]] for t in (a, b))
-        frames.append(pa.merge(pb, on=keys, suffixes=suffixes))
-    columns = keys + [f"{c}{s}" for s in suffixes for c in ("run", "rankme", "quality")]
+        pa, pb = axis_points(a, axis)[keys + values], axis_points(b, axis)[keys + values]
+        if axis == "compute":
+            pb = pb.drop(columns="x")
+        frames.append(pa.merge(pb, on=[k for k in keys if k in pb], suffixes=suffixes))
+    columns = keys + [f"{c}{s}" for s in suffixes for c in values]
     if not frames:
         return pd.DataFrame(columns=columns)
     out = pd.concat(frames, ignore_index=True).drop_duplicates([f"run{suffixes[0]}", "step"])  # the base, once

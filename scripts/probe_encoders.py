@@ -20,7 +20,6 @@ import json
 import time
 from pathlib import Path
 
-
 from audiorank.audio import read_hear_task
 from audiorank.evaluate import evaluate
 from audiorank.probes import PROBES

@@ -41,6 +41,7 @@ __all__ = [
     "load_group_rows",
     "load_recipe_rows",
     "load_results",
+    "margin",
     "paired_points",
     "recipe_rows",
     "rise_with_compute",
@@ -337,10 +338,15 @@ def versus_init(rows: pd.DataFrame, recipe: str) -> pd.DataFrame:
     return table
 
 
+def margin(sd_a: Any, sd_b: Any) -> Any:
+    """The study's margin: twice the larger of two seed sds (NaN where either is NaN: one seed has no
+    spread). Scalars or aligned pandas Series."""
+    return 2 * np.maximum(sd_a, sd_b)  # np.maximum keeps a NaN
+
+
 def clears(difference: Any, sd_a: Any, sd_b: Any) -> Any:
-    """The study's margin: `difference` exceeds twice the larger of two seed sds; never where either
-    sd is NaN (one seed: no spread to clear). Scalars or aligned pandas Series."""
-    return difference > 2 * np.maximum(sd_a, sd_b)  # np.maximum keeps a NaN, and NaN compares False
+    """`difference` exceeds the `margin` of the two sds; never where either sd is NaN."""
+    return difference > margin(sd_a, sd_b)  # NaN compares False
 
 
 def rise_with_compute(ckpts: pd.DataFrame) -> pd.DataFrame:
@@ -366,7 +372,8 @@ def load_group_rows(path: str | Path) -> list[dict[str, Any]]:
 def compare_groups(rows: list[dict[str, Any]]) -> pd.DataFrame:
     """Per (probe, task), two groups of encoders (the first and second group named in `rows`, as
     `load_group_rows`): each group's mean and sd over seeds (columns named after the groups, and
-    `<group>_sd`), the first group's lead over the second (`difference`), and `clear` (`clears`)."""
+    `<group>_sd`), the first group's lead over the second (`difference`), the `margin` it must
+    exceed, and `clear` (`clears`)."""
     frame = pd.DataFrame([{"group": r["group"], "seed": r["seed"], "task": r["task"], "probe": p, "score": s}
                           for r in rows for p, s in r["scores"].items()])
     groups = list(dict.fromkeys(frame["group"])) if len(frame) else []
@@ -379,5 +386,6 @@ def compare_groups(rows: list[dict[str, Any]]) -> pd.DataFrame:
         f"{second}": stats[("mean", second)], f"{second}_sd": stats[("std", second)],
     })
     out["difference"] = out[first] - out[second]
+    out["margin"] = margin(out[f"{first}_sd"], out[f"{second}_sd"])
     out["clear"] = clears(out["difference"], out[f"{first}_sd"], out[f"{second}_sd"])
     return out

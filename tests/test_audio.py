@@ -363,6 +363,26 @@ def test_soundfont_rendering_is_deterministic():
     assert soundfont.gm_music_clip(rng(), SR // 2).tobytes() == soundfont.gm_music_clip(rng(), SR // 2).tobytes()
 
 
+def test_cloned_synth_renders_what_a_freshly_parsed_one_renders(monkeypatch):
+    """new_synth clones a SoundFont parsed once; the clips must equal those of a synthesizer parsed
+    from the file for each clip (what the committed corpora were rendered with)."""
+    import tinysoundfont._tinysoundfont as tsf
+
+    def parsed_per_clip(sf=None):
+        synth = tsf.SoundFont(soundfont.soundfont_path(sf).read_bytes())
+        synth.set_output(tsf.OutputMode.Mono, SR, 0.0)
+        synth.set_max_voices(64)
+        return synth
+
+    rng = lambda i: dsp.clip_rng(3, 9, i)  # noqa: E731
+    cloned = [soundfont.gm_music_clip(rng(i), SR // 2) for i in range(6)]
+    notes = [soundfont.render_note(p, 60, 100, SR // 4, SR // 8) for p in (0, 40, 73)]
+    monkeypatch.setattr(soundfont, "new_synth", parsed_per_clip)
+    assert all(a.tobytes() == soundfont.gm_music_clip(rng(i), SR // 2).tobytes() for i, a in enumerate(cloned))
+    assert all(a.tobytes() == soundfont.render_note(p, 60, 100, SR // 4, SR // 8).tobytes()
+               for a, p in zip(notes, (0, 40, 73)))
+
+
 def test_soundfont_tasks_read_the_cache(tmp_path, monkeypatch):
     a = corpus.cached_split("gm_pitch", "train", 12, 0.25, seed=1, cache_dir=tmp_path)
     sha = soundfont.soundfont_id()

@@ -28,9 +28,9 @@ import numpy as np
 import soundfile as sf
 from scipy.signal import resample_poly
 
-from audiorank.audio.hear import HearTask, Split, write_hear_task
+from audiorank.audio.dsp import SAMPLE_RATE as RATE
+from audiorank.audio.hear import HearTask, Split, scene_metadata, write_hear_task
 
-RATE = 16000
 DIGITS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
 WORDS = DIGITS + ("hello", "yes", "no", "left", "right", "stop", "go", "up", "down", "on", "off")
 #: eSpeak NG's voice variants (`-v en-us+VARIANT`): the speaker task's classes ...
@@ -76,18 +76,15 @@ def clip(task: str, label: int, rng: np.random.Generator, seconds: float) -> np.
 def make_task(name: str, sizes: dict[str, int], seconds: float, seed: int) -> HearTask:
     """A balanced task (labels cycle through the vocabulary, shuffled) in memory."""
     vocabulary, description = TASKS[name]
-    splits = {}
+    splits, task_id = {}, list(TASKS).index(name)
     for s, split in enumerate(SPLITS):
         labels = np.resize(np.arange(len(vocabulary)), sizes[split])
-        np.random.default_rng([seed, list(TASKS).index(name), s]).shuffle(labels)
-        waves = np.stack([clip(name, int(y), np.random.default_rng([seed, list(TASKS).index(name), s, i]), seconds)
+        np.random.default_rng([seed, task_id, s]).shuffle(labels)
+        waves = np.stack([clip(name, int(y), np.random.default_rng([seed, task_id, s, i]), seconds)
                           for i, y in enumerate(labels)])
         splits[split] = Split(files=[f"{name}-{split}-{i:05d}.wav" for i in range(len(labels))], waves=waves,
                               labels=labels.astype(np.int64))
-    metadata = {"task_name": name, "version": "espeak-ng-tasks-v1", "embedding_type": "scene",
-                "prediction_type": "multiclass", "split_mode": "trainvaltest", "sample_duration": float(seconds),
-                "evaluation": ["top1_acc"], "download_urls": [], "default_mode": "full", "mode": "full",
-                "description": description, "corpus_seed": int(seed)}
+    metadata = scene_metadata(name, "multiclass", seconds, description, "espeak-ng-tasks-v1", seed)
     return HearTask(name=name, metadata=metadata, vocabulary=list(vocabulary), splits=splits, sample_rate=RATE)
 
 

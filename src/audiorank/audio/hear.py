@@ -296,6 +296,26 @@ def _stack(waves: list[np.ndarray], duration: float | None, file_rate: int, rate
 # writing
 # ----------------------------------------------------------------------------------------------
 
+def scene_metadata(name: str, prediction_type: str, seconds: float, description: str, version: str,
+                   seed: int) -> dict:
+    """task_metadata.json of a generated train/valid/test scene task, in hear-eval-kit's fields (the
+    corpus's and the scripts' tasks share it); `seed` is recorded as `corpus_seed`."""
+    return {
+        "task_name": name,
+        "version": version,
+        "embedding_type": "scene",
+        "prediction_type": prediction_type,
+        "split_mode": "trainvaltest",
+        "sample_duration": float(seconds),
+        "evaluation": ["top1_acc"] if prediction_type == "multiclass" else ["mAP", "d_prime", "aucroc"],
+        "download_urls": [],
+        "default_mode": "full",
+        "mode": "full",
+        "description": description,
+        "corpus_seed": int(seed),
+    }
+
+
 def write_hear_task(task: HearTask, out: str | Path, folder: str | None = None) -> Path:
     """Write `task` as a HEAR task folder out/<folder or task name>/ (16-bit PCM wavs at the
     task's sample rate) and return the folder. Labels are written by name, one list per file."""

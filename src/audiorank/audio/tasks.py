@@ -211,7 +211,7 @@ def make_task(name: str, n_train: int = 120, n_valid: int = 40, n_test: int = 40
     """One corpus task as a :class:`audiorank.audio.hear.HearTask` (train/valid/test, in memory,
     cached on disk), the same object :func:`audiorank.audio.hear.read_hear_task` returns.
     `soundfont` (default $AUDIORANK_SOUNDFONT, else the bundled TimGM6mb) renders the gm_* tasks."""
-    from .hear import HearTask, Split
+    from .hear import HearTask, Split, scene_metadata
 
     spec = TASKS.get(name)
     if spec is None:
@@ -223,20 +223,8 @@ def make_task(name: str, n_train: int = 120, n_valid: int = 40, n_test: int = 40
         waves, labels = cached_split(name, split, n, seconds, seed, cache_dir, progress, soundfont)
         files = [f"{name}-{split}-{i:05d}.wav" for i in range(n)]
         splits[split] = Split(files=files, waves=waves, labels=labels)
-    metadata = {
-        "task_name": name,
-        "version": f"audiorank-corpus-v{GENERATOR_VERSION}",
-        "embedding_type": "scene",
-        "prediction_type": spec.prediction_type,
-        "split_mode": "trainvaltest",
-        "sample_duration": float(seconds),
-        "evaluation": ["top1_acc"] if spec.prediction_type == "multiclass" else ["mAP", "d_prime", "aucroc"],
-        "download_urls": [],
-        "default_mode": "full",
-        "mode": "full",
-        "description": spec.description,
-        "corpus_seed": int(seed),
-    }
+    metadata = scene_metadata(name, spec.prediction_type, seconds, spec.description,
+                              f"audiorank-corpus-v{GENERATOR_VERSION}", seed)
     if spec.soundfont:
         path = soundfont_path(soundfont)
         metadata["soundfont"] = {"file": path.name, "sha256": soundfont_id(path)}

@@ -3,8 +3,10 @@
 Each `--encoder GROUP:SEED=SPEC` names an encoder (a checkpoint, `random:PRESET`, `hear:MODULE`) in
 a group, with the seed `evaluate` is given (for `random:` it seeds the weights; for all, the probe
 seeds). Every encoder is evaluated on every task folder under `--tasks` with `evaluate`'s protocol
-and its default probes; one row per (encoder, task) goes to `<out>/rows.jsonl` (an (group, seed,
-task) already there is skipped, so a killed run resumes) and the comparison to `<out>/table.md`:
+and its default probes; one row per (encoder, task) goes to `<out>/rows.jsonl` (each probe's test
+score at its best valid layer, that layer, the spread over probe seeds, and every layer's clip
+RankMe; an (group, seed, task) already there is skipped, so a killed run resumes; rows written
+before RankMe was recorded lack it) and the comparison to `<out>/table.md`:
 per probe and task, each group's mean ± sd over seeds of the test score at the best valid layer,
 the difference (first group minus second), and whether it exceeds twice the larger sd. Example
 (the command behind a committed table is in its folder's README):
@@ -74,6 +76,7 @@ def main() -> None:
                    "scores": {p: r["scores"][p]["best"] for p in args.probes},
                    "layers": {p: r["best_layer"][p] for p in args.probes},
                    "seed_scores": {p: r["seed_scores"][p] for p in args.probes if p in r.get("seed_scores", {})},
+                   "rankme": r["rankme"],  # clip-level RankMe per layer, on the same clips for every layer
                    "wall_s": round(time.perf_counter() - t0, 1)}
             rows.append(row)
             with path.open("a") as f:

@@ -37,3 +37,22 @@ def test_comparison_is_first_group_minus_second_and_clear_beyond_twice_the_large
     assert "| linear | 1/2 | 2/2 |" in text
     with pytest.raises(ValueError, match="exactly two groups, got \\['pt'\\]"):
         compare_groups([r for r in rows if r["group"] == "pt"])
+
+
+def test_main_writes_a_row_per_encoder_and_task_with_every_layers_rankme_and_resumes(tmp_path, monkeypatch):
+    from audiorank.audio import make_task, write_hear_task
+
+    write_hear_task(make_task("chroma", 12, 4, 4, 0.25, seed=0, cache_dir=tmp_path / "cache"), tmp_path / "tasks")
+    argv = ["probe_encoders.py", "--tasks", str(tmp_path / "tasks"), "--out", str(tmp_path / "out"), "--probes", "linear",
+            "--encoder", "a:0=random:vit-femto-p16", "--encoder", "b:1=random:vit-femto-p16"]
+    monkeypatch.setattr("sys.argv", argv)
+    probe_encoders.main()
+    rows = probe_encoders.load_group_rows(tmp_path / "out" / "rows.jsonl")
+    assert [(r["group"], r["seed"], r["task"]) for r in rows] == [("a", 0, "chroma"), ("b", 1, "chroma")]
+    for r in rows:
+        assert set(r["scores"]) == {"linear"} and 0 <= r["scores"]["linear"] <= 1
+        assert r["layers"]["linear"] in r["rankme"] and all(v >= 1 for v in r["rankme"].values())
+    assert "| linear | chroma |" in (tmp_path / "out" / "table.md").read_text()
+    before = (tmp_path / "out" / "rows.jsonl").read_text()
+    probe_encoders.main()  # every (group, seed, task) is there: nothing is evaluated again
+    assert (tmp_path / "out" / "rows.jsonl").read_text() == before
